@@ -1,0 +1,131 @@
+import type { Readable, Writable } from 'node:stream';
+import type { HashAlgorithm } from './hash/algorithms.js';
+
+/** What a path names on a backend. `other` covers sockets, devices and FIFOs, which Ketter never copies. */
+export type EntryKind = 'file' | 'directory' | 'symlink' | 'other';
+
+/** Metadata of one path, without following a symlink at that path (lstat semantics). */
+export interface FileStat {
+  readonly kind: EntryKind;
+  readonly size: number;
+  /** Modification time in milliseconds since the epoch, at the backend's precision. */
+  readonly mtimeMs: number;
+  /** Permission bits (`0o777` range). */
+  readonly mode: number;
+}
+
+/** One entry of a recursive listing; `path` is relative to the listed directory, `/`-separated. */
+export interface ListEntry extends FileStat {
+  readonly path: string;
+}
+
+/**
+ * What an adapter can do, declared as data. Core reads these to choose how to verify,
+ * make data durable and check free space; the adapter conformance suite checks every
+ * declaration against behaviour. A missing capability is filled in by core where it
+ * honestly can (hash by re-reading) and reported where it cannot (free space unknown).
+ */
+export interface AdapterCapabilities {
+  /** `statfs()` reports free space, so preflight can refuse a job that cannot fit. */
+  readonly statfs: boolean;
+  /** `sync()` makes written files and directory entries durable before commit. */
+  readonly fsync: boolean;
+  /** Algorithms `hash()` computes on the storage side, without moving the bytes. */
+  readonly serverSideHash: readonly HashAlgorithm[];
+  /** `extract()` unpacks a zip archive on the storage side. */
+  readonly serverSideExtract: boolean;
+  /** Precision of `mtimeMs` as stored and reported (1 for most local filesystems, 1000 for SFTP). */
+  readonly mtimePrecisionMs: number;
+  /** `setTimes()` preserves modification times. */
+  readonly setTimes: boolean;
+  /** `setMode()` preserves permission bits. */
+  readonly setMode: boolean;
+  /** `stat`/`list` report symlinks as `symlink` and `readlink()` reads them. */
+  readonly symlinks: boolean;
+}
+
+export interface ReadOptions {
+  signal?: AbortSignal;
+  /** Preferred chunk size; large buffers matter for throughput on big files. */
+  highWaterMark?: number;
+}
+
+export interface WriteOptions {
+  signal?: AbortSignal;
+  /** Permission bits for the new file. */
+  mode?: number;
+  highWaterMark?: number;
+}
+
+export interface ListOptions {
+  signal?: AbortSignal;
+}
+
+export interface StatfsResult {
+  /** Bytes available to the adapter's user. */
+  readonly freeBytes: number;
+}
+
+/**
+ * A storage backend seen through a root. Every `path` argument is relative to the root,
+ * `/`-separated, with `''` naming the root itself, and has already been confined to the
+ * root by core (see {@link Portal}); adapters join it to their root and never interpret
+ * `..` themselves.
+ *
+ * Errors thrown are {@link KetterError}s with stable codes (adapters map platform errors
+ * with `fromSystemError`). An operation an adapter does not support is absent, and its
+ * capability flag is false: never a silent no-op.
+ */
+export interface Adapter {
+  /** Backend family, e.g. `fs` or `sftp`. */
+  readonly kind: string;
+  /**
+   * Stable, credential-free identity of the storage this adapter sees, used as the
+   * namespace of locks (e.g. `fs:/mnt/nexis`, `sftp://host:22`). Two adapters over the
+   * same storage must report the same `id` so their jobs exclude each other.
+   */
+  readonly id: string;
+  /** Absolute `/`-separated path of the root on the backend, after `connect()`. */
+  readonly root: string;
+  readonly capabilities: AdapterCapabilities;
+
+  connect(): Promise<void>;
+  close(): Promise<void>;
+
+  /** lstat: `null` when nothing exists at `path`. */
+  stat(path: string): Promise<FileStat | null>;
+  /** The raw target of the symlink at `path`. */
+  readlink(path: string): Promise<string>;
+  /**
+   * Recursive listing below the directory `path`: files, directories, symlinks (never
+   * followed) and dotfiles, in any order, streamed so memory stays bounded.
+   */
+  list(path: string, options?: ListOptions): AsyncIterable<ListEntry>;
+
+  openRead(path: string, options?: ReadOptions): Readable;
+  /** Create a new file exclusively: fails with DESTINATION_EXISTS if anything is at `path`. */
+  openWrite(path: string, options?: WriteOptions): Writable;
+  /** Create a directory and any missing parents; succeeds if it already exists. */
+  mkdir(path: string): Promise<void>;
+  /**
+   * Atomic, no-clobber rename within this adapter: fails with DESTINATION_EXISTS if `to`
+   * exists, and never leaves a half-renamed tree.
+   */
+  rename(from: string, to: string): Promise<void>;
+  /** Remove one file (or symlink). */
+  unlink(path: string): Promise<void>;
+  /** Remove one empty directory. */
+  rmdir(path: string): Promise<void>;
+  /** Remove a file or a directory tree; succeeds if nothing is there. */
+  removeTree(path: string): Promise<void>;
+
+  setTimes?(path: string, mtimeMs: number): Promise<void>;
+  setMode?(path: string, mode: number): Promise<void>;
+  /** Make the given files and directories durable (contents and directory entries). */
+  sync?(paths: readonly string[]): Promise<void>;
+  statfs?(path: string): Promise<StatfsResult>;
+  /** Hash files on the storage side; returns lowercase hex digests in the order asked. */
+  hash?(paths: readonly string[], algorithm: HashAlgorithm, options?: { signal?: AbortSignal }): Promise<string[]>;
+  /** Unpack the zip archive at `archive` into the existing directory `into`, on the storage side. */
+  extract?(archive: string, into: string, options?: { signal?: AbortSignal }): Promise<void>;
+}

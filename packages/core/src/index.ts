@@ -1,0 +1,21 @@
+/**
+ * Ketter core: verified, audited file transfers over pluggable adapters and stores.
+ *
+ * @packageDocumentation
+ */
+export * from './errors.js';
+export * from './events.js';
+export type * from './adapter.js';
+export * from './hash/algorithms.js';
+export { createHasher, hashStream, type Hasher } from './hash/hasher.js';
+export { Portal } from './portal.js';
+export { normalizeRelative, joinPath, baseName, parentPath, pathsOverlap } from './paths.js';
+export type * from './manifest.js';
+export { scan, type ScanOptions, type SymlinkPolicy } from './scan.js';
+export { plan, DEFAULT_THRESHOLDS, type PlanOptions, type Thresholds, type TransferPlan, type StrategyChoice } from './plan.js';
+export type * from './store.js';
+export { reduceJob, applyEvent, filterJobs } from './store/job-state.js';
+export { JsonlStore, type JsonlStoreOptions } from './store/jsonl/jsonl-store.js';
+export type * from './engine/types.js';
+export { runTransfer, transfer } from './engine/transfer.js';
+export { runZipFirst } from './zip/run-zip-first.js';
