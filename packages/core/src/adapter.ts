@@ -46,6 +46,10 @@ export interface AdapterCapabilities {
 
 export interface ReadOptions {
   signal?: AbortSignal;
+  /** First byte to read (default 0). Ranged reads let core read a zip's central directory. */
+  start?: number;
+  /** Last byte to read, inclusive (default: end of file). */
+  end?: number;
   /** Preferred chunk size; large buffers matter for throughput on big files. */
   highWaterMark?: number;
 }

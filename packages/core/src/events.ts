@@ -196,7 +196,7 @@ export type EventMap = { [E in KetterEvent as E['type']]: E };
 /** Per-type schemas, for validating one kind of event. */
 export const EventSchemas = Object.fromEntries(
   KetterEventSchema.options.map((s) => [s.shape.type.value, s]),
-) as { [K in EventType]: z.ZodType<EventMap[K]> };
+) as unknown as { [K in EventType]: z.ZodType<EventMap[K]> };
 
 /** An event's payload: what the engine supplies; the envelope is added when it is emitted. */
 export type EventPayload<E extends KetterEvent = KetterEvent> = E extends KetterEvent ? Omit<E, keyof Envelope> : never;

@@ -17,5 +17,7 @@ export type * from './store.js';
 export { reduceJob, applyEvent, filterJobs } from './store/job-state.js';
 export { JsonlStore, type JsonlStoreOptions } from './store/jsonl/jsonl-store.js';
 export type * from './engine/types.js';
-export { runTransfer, transfer } from './engine/transfer.js';
+export { runTransfer } from './engine/run-transfer.js';
+export { transfer, previewTransfer } from './transfer.js';
 export { runZipFirst } from './zip/run-zip-first.js';
+export { extractArchive, type ExtractOptions, type ExtractedEntry } from './zip/extract.js';

@@ -18,6 +18,8 @@ export interface Manifest {
   readonly rootKind: 'file' | 'directory';
   /** Basename of the source: the name it gets under the destination. */
   readonly name: string;
+  /** Modification time and mode of the source root itself (kept on the destination root). */
+  readonly root: { readonly mtimeMs: number; readonly mode: number };
   readonly entries: readonly ManifestEntry[];
   readonly nFiles: number;
   readonly totalBytes: number;

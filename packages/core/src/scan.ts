@@ -35,7 +35,7 @@ export async function scan(portal: Portal, path: string, options: ScanOptions = 
   const name = baseName(path);
   if (root.kind === 'file') {
     const entry: ManifestEntry = { path: '', kind: 'file', size: root.size, mtimeMs: root.mtimeMs, mode: root.mode };
-    return { source, rootKind: 'file', name, entries: [entry], nFiles: 1, totalBytes: root.size, skippedSymlinks: [] };
+    return { source, rootKind: 'file', name, root: { mtimeMs: root.mtimeMs, mode: root.mode }, entries: [entry], nFiles: 1, totalBytes: root.size, skippedSymlinks: [] };
   }
   if (root.kind !== 'directory') {
     throw new KetterError(ErrorCode.SYMLINK_NOT_ALLOWED, `source is not a regular file or directory: ${portal.describe(path)}`, {
@@ -72,5 +72,5 @@ export async function scan(portal: Portal, path: string, options: ScanOptions = 
   }
   // Parents before children, and a stable order for reproducible archives and events.
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { source, rootKind: 'directory', name, entries, nFiles, totalBytes, skippedSymlinks };
+  return { source, rootKind: 'directory', name, root: { mtimeMs: root.mtimeMs, mode: root.mode }, entries, nFiles, totalBytes, skippedSymlinks };
 }

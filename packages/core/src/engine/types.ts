@@ -94,3 +94,21 @@ export interface TransferResult {
 }
 
 export type { EventMap, EventType };
+
+/** What `previewTransfer` reports: the decision and the preflight outcome, with no writes and no job recorded. */
+export interface TransferPreview {
+  strategy: Strategy;
+  forced: boolean;
+  reason: string;
+  rootKind: 'file' | 'directory';
+  nFiles: number;
+  totalBytes: number;
+  avgSizeBytes: number;
+  thresholds: { files: number; avgSizeBytes: number };
+  /** Where the source would land. */
+  destination: { portal: string; path: string };
+  requiredBytes: number;
+  freeBytes: number | null;
+  /** The preflight failure the job would hit, if any. */
+  error: { code: string; message: string } | null;
+}

@@ -1,0 +1,111 @@
+import { ErrorCode, KetterError, throwIfAborted } from '../errors.js';
+import type { ManifestEntry } from '../manifest.js';
+import { joinPath } from '../paths.js';
+import type { TransferPlan } from '../plan.js';
+import { commitStaging } from './commit.js';
+import { copyAndHash } from './file-copy.js';
+import type { JobRun, StagedFile } from './job-run.js';
+import { forEachLimit } from './pool.js';
+import { preflight } from './preflight.js';
+import { withRetry } from './retry.js';
+import { deleteSources } from './source-delete.js';
+import { hasServerHash, verifyByReread, verifyStaged } from './verify.js';
+import { finishIdentical, preserveTimes } from './finish.js';
+import type { TransferResult } from './types.js';
+
+/**
+ * DIRECT: copy file by file into staging, hashing the source in the copy pass; verify each
+ * file as soon as it is written (overlapping with the next copies); commit; MOVE deletes.
+ */
+export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<TransferResult> {
+  const manifest = plan.manifest;
+  run.decide(plan);
+  await run.lock();
+  if ((await preflight(run, manifest, plan.totalBytes)) === 'identical') return finishIdentical(run, manifest, 'DIRECT');
+
+  run.emitter.setPhase('stage');
+  const dirs = manifest.entries.filter((e) => e.kind === 'directory');
+  for (const dir of dirs) {
+    throwIfAborted(run.signal);
+    await run.destAdapter.mkdir(run.stagedPathOf(dir));
+  }
+  const files = manifest.entries.filter((e) => e.kind === 'file');
+  // Large files first: they dominate wall time, and small ones fill the gaps behind them.
+  const order = [...files].sort((a, b) => b.size - a.size);
+  const staged: StagedFile[] = [];
+  const inlineVerify = !hasServerHash(run);
+  await forEachLimit(order, concurrencyFor(run, order), async (entry) => {
+    const file = await stageFile(run, entry);
+    if (inlineVerify) await verifyByReread(run, file);
+    staged.push(file);
+  });
+  if (!inlineVerify) await verifyStaged(run, staged);
+  if (run.settings.mode === 'move') {
+    // Last look before the point of no return: a source edited since it was copied fails the job.
+    await forEachLimit(files, run.runtime.concurrency, (entry) => run.assertSourceUnchanged(entry));
+  }
+  await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
+  staged.sort((a, b) => (a.entry.path < b.entry.path ? -1 : 1));
+  await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), manifest.rootKind);
+  const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
+  return run.succeed('DIRECT', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });
+}
+
+/** Concurrency pays for small files; for a few big ones it only splits the disk between them. */
+function concurrencyFor(run: JobRun, files: readonly ManifestEntry[]): number {
+  const big = files.filter((f) => f.size >= 64 * 1024 * 1024).length;
+  return big === files.length ? Math.min(2, run.runtime.concurrency) : run.runtime.concurrency;
+}
+
+/** Copy one file into staging with per-file retries of transient faults. */
+async function stageFile(run: JobRun, entry: ManifestEntry): Promise<StagedFile> {
+  const stagedPath = run.stagedPathOf(entry);
+  const sourcePath = joinPath(run.source.path, entry.path);
+  const dest = run.destAdapter;
+  let attemptBytes = 0;
+  const copied = await withRetry(
+    async (attempt) => {
+      attemptBytes = 0;
+      const result = await copyAndHash(
+        { adapter: run.sourceAdapter, path: sourcePath },
+        { adapter: dest, path: stagedPath, mode: entry.mode },
+        entry.size,
+        run.settings.algorithm,
+        (n) => {
+          attemptBytes += n;
+          run.emitter.progress.bytesDone += n;
+        },
+        run.signal,
+      );
+      return { ...result, attempt };
+    },
+    run.runtime.retry,
+    async (error, attempt, delayMs) => {
+      run.emitter.progress.bytesDone -= attemptBytes;
+      await dest.removeTree(stagedPath);
+      const info = error instanceof KetterError ? error.toJSON() : { code: ErrorCode.IO_ERROR, message: String(error) };
+      run.emitter.emit({ type: 'retry.scheduled', path: entry.path, attempt, maxAttempts: run.runtime.retry.attempts, delayMs, error: info });
+    },
+    run.signal,
+  );
+  if (copied.size !== entry.size) {
+    // Read a different length than scanned: the file changed (or a link truncated it) while copied.
+    throw new KetterError(ErrorCode.SOURCE_CHANGED, `source changed during copy: ${run.source.portal.describe(sourcePath)} (${copied.size} B read, ${entry.size} B scanned)`, {
+      portal: run.source.portal.name,
+      path: sourcePath,
+    });
+  }
+  await run.assertSourceUnchanged(entry);
+  if (dest.capabilities.setMode && dest.setMode) await dest.setMode(stagedPath, entry.mode);
+  if (dest.capabilities.setTimes && dest.setTimes) await dest.setTimes(stagedPath, entry.mtimeMs);
+  run.emitter.emit({
+    type: 'file.copied',
+    path: entry.path,
+    size: copied.size,
+    algorithm: run.settings.algorithm,
+    hash: copied.hash,
+    attempt: copied.attempt,
+  });
+  run.emitter.progress.filesDone += 1;
+  return { entry, stagedPath, hash: copied.hash, size: copied.size };
+}

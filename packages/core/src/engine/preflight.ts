@@ -1,0 +1,127 @@
+import { ErrorCode, KetterError } from '../errors.js';
+import type { Manifest, ManifestEntry } from '../manifest.js';
+import { joinPath, normalizeRelative, parentPath, pathsOverlap } from '../paths.js';
+import { rereadHash } from './file-copy.js';
+import type { JobRun, StagedFile } from './job-run.js';
+import { forEachLimit } from './pool.js';
+import { hasServerHash, recordVerification } from './verify.js';
+
+/** Free space asked for beyond the bytes to write, as the SPEC's ×1.10 margin. */
+export const SPACE_MARGIN = 1.1;
+
+export type PreflightOutcome = 'proceed' | 'identical';
+
+/**
+ * Every check before the first write, then the staging area. On `identical`
+ * (skip-identical and the destination already matches by hash) nothing is written.
+ */
+export async function preflight(run: JobRun, manifest: Manifest, bytesToWrite: number): Promise<PreflightOutcome> {
+  run.emitter.setPhase('preflight');
+  try {
+    assertNoOverlap(run);
+    const adapter = run.destAdapter;
+    const existing = await adapter.stat(run.finalPath);
+    if (existing !== null) {
+      if (run.settings.onConflict === 'skip-identical' && (await isIdentical(run, manifest))) return 'identical';
+      throw new KetterError(ErrorCode.DESTINATION_EXISTS, `destination already exists: ${run.destinationDir.portal.describe(run.finalPath)}`, {
+        portal: run.destinationDir.portal.name,
+        path: run.finalPath,
+      });
+    }
+    const requiredBytes = Math.ceil(bytesToWrite * SPACE_MARGIN);
+    const freeBytes = await freeSpace(run);
+    if (freeBytes !== null && freeBytes < requiredBytes) {
+      throw new KetterError(
+        ErrorCode.INSUFFICIENT_SPACE,
+        `not enough free space at ${run.destinationDir.portal.describe(run.destinationDir.path)}: ${requiredBytes} B needed (with 10% margin), ${freeBytes} B free`,
+        { portal: run.destinationDir.portal.name, path: run.destinationDir.path },
+      );
+    }
+    await run.ensureDestinationDir();
+    await createStaging(run, manifest.rootKind);
+    run.emitter.emit({ type: 'preflight.passed', requiredBytes, freeBytes, staging: run.stagingPath ?? '' });
+    return 'proceed';
+  } catch (error) {
+    if (!(error instanceof KetterError && error.code === ErrorCode.CANCELLED)) run.preflightFailed(error);
+    throw error;
+  }
+}
+
+function assertNoOverlap(run: JobRun): void {
+  const source = run.source.portal.lockKey(run.source.path);
+  const final = run.destinationDir.portal.lockKey(run.finalPath);
+  if (pathsOverlap(source, final)) {
+    throw new KetterError(
+      ErrorCode.SOURCE_DEST_OVERLAP,
+      `source ${run.source.portal.describe(run.source.path)} and destination ${run.destinationDir.portal.describe(run.finalPath)} overlap`,
+      { portal: run.destinationDir.portal.name, path: run.finalPath },
+    );
+  }
+}
+
+async function freeSpace(run: JobRun): Promise<number | null> {
+  const adapter = run.destAdapter;
+  if (!adapter.capabilities.statfs || !adapter.statfs) return null;
+  // The destination directory may not exist yet: ask its nearest existing ancestor.
+  let p = run.destinationDir.path;
+  while (p !== '' && (await adapter.stat(p)) === null) p = parentPath(p);
+  return (await adapter.statfs(p)).freeBytes;
+}
+
+/**
+ * Create the staging area, which also proves the destination is writable. A one-file
+ * job stages to a hidden file created by the copy; here it is probed and removed.
+ */
+async function createStaging(run: JobRun, rootKind: 'file' | 'directory'): Promise<void> {
+  const adapter = run.destAdapter;
+  const staging = run.stagingNameFor(rootKind);
+  if (rootKind === 'directory') {
+    await adapter.mkdir(staging);
+    run.stagingPath = staging;
+    return;
+  }
+  run.stagingPath = staging;
+  await new Promise<void>((resolve, reject) => {
+    const probe = adapter.openWrite(staging, {});
+    probe.once('error', reject);
+    probe.end(() => resolve());
+  });
+  await adapter.unlink(staging);
+}
+
+/** skip-identical: the destination holds exactly the source's files with equal hashes. */
+async function isIdentical(run: JobRun, manifest: Manifest): Promise<boolean> {
+  const adapter = run.destAdapter;
+  const files = manifest.entries.filter((e) => e.kind === 'file');
+  const destSizes = new Map<string, number>();
+  const root = await adapter.stat(run.finalPath);
+  if (root === null || root.kind !== manifest.rootKind) return false;
+  if (manifest.rootKind === 'file') destSizes.set('', root.size);
+  else {
+    for await (const item of adapter.list(run.finalPath, run.signal ? { signal: run.signal } : {})) {
+      if (item.kind === 'file') destSizes.set(normalizeRelative(item.path), item.size);
+      else if (item.kind !== 'directory') return false;
+    }
+  }
+  if (destSizes.size !== files.length || files.some((f) => destSizes.get(f.path) !== f.size)) return false;
+  const pairs: StagedFile[] = [];
+  await forEachLimit(files, run.runtime.concurrency, async (entry: ManifestEntry) => {
+    const source = await rereadHash(run.sourceAdapter, joinPath(run.source.path, entry.path), entry.size, run.settings.algorithm, run.signal);
+    pairs.push({ entry, stagedPath: entry.path === '' ? run.finalPath : joinPath(run.finalPath, entry.path), hash: source.hash, size: source.size });
+  });
+  try {
+    if (hasServerHash(run) && adapter.hash) {
+      const hashes = await adapter.hash(pairs.map((p) => p.stagedPath), run.settings.algorithm);
+      pairs.forEach((p, i) => recordVerification(run, p, { hash: hashes[i] ?? '', size: destSizes.get(p.entry.path) ?? -1 }, 'existing'));
+    } else {
+      await forEachLimit(pairs, run.runtime.concurrency, async (p) => {
+        const got = await rereadHash(adapter, p.stagedPath, p.size, run.settings.algorithm, run.signal);
+        recordVerification(run, p, got, 'existing');
+      });
+    }
+  } catch (error) {
+    if (error instanceof KetterError && error.code === ErrorCode.CHECKSUM_MISMATCH) return false;
+    throw error;
+  }
+  return true;
+}

@@ -1,0 +1,130 @@
+import { PassThrough, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ZipFile } from 'yazl';
+import { fromSystemError, KetterError, throwIfAborted } from '../errors.js';
+import { createHasher, type Hasher } from '../hash/hasher.js';
+import type { Manifest, ManifestEntry } from '../manifest.js';
+import { joinPath } from '../paths.js';
+import { chunkSizeFor } from '../engine/file-copy.js';
+import type { JobRun } from '../engine/job-run.js';
+
+export interface PackedArchive {
+  /** Archive path at the destination (hidden, named after the job). */
+  path: string;
+  bytes: number;
+  hash: string;
+  /** Source hash and size of every file, computed as it was read into the archive. */
+  sourceHashes: Map<string, { hash: string; size: number }>;
+}
+
+/** Name of a job's archive beside its staging directory; recovery finds it by this pattern. */
+export function archiveNameFor(run: JobRun): string {
+  return joinPath(run.destinationDir.path, `.ketter-${run.id}.archive.zip`);
+}
+
+/**
+ * Pack the source tree into an uncompressed (STORE) zip streamed straight to the
+ * destination: no copy of the data lands anywhere else. Every source file is hashed as it
+ * is read into the archive, and the archive as it is written. yazl switches to Zip64 by
+ * itself past 4 GiB or 65,535 entries.
+ */
+export async function packToDestination(run: JobRun, manifest: Manifest): Promise<PackedArchive> {
+  const archivePath = archiveNameFor(run);
+  const src = run.sourceAdapter;
+  const dest = run.destAdapter;
+  const algorithm = run.settings.algorithm;
+  const sourceHashes = new Map<string, { hash: string; size: number }>();
+  const zip = new ZipFile();
+  let packError: unknown = null;
+
+  for (const entry of manifest.entries) {
+    const options = { mtime: new Date(entry.mtimeMs), mode: entryMode(entry) };
+    if (entry.kind === 'directory') {
+      zip.addEmptyDirectory(entry.path, options);
+      continue;
+    }
+    const sourcePath = joinPath(run.source.path, entry.path);
+    zip.addReadStreamLazy(entry.path, { ...options, compress: false, size: entry.size }, (cb) => {
+      // Opened only when yazl reaches this entry: one source file open at a time.
+      if (run.signal?.aborted) return cb(null, failedStream(new KetterError('CANCELLED', 'cancelled')));
+      createHasher(algorithm).then(
+        (hasher) => {
+          const input = src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...(run.signal ? { signal: run.signal } : {}) });
+          const hashing = hashingTransform(hasher, (n) => (run.emitter.progress.bytesDone += n), (size) => {
+            sourceHashes.set(entry.path, { hash: hasher.digest(), size });
+            run.emitter.progress.filesDone += 1;
+          });
+          input.once('error', (error) => {
+            packError ??= error;
+            hashing.destroy(error);
+          });
+          cb(null, input.pipe(hashing));
+        },
+        (error: unknown) => cb(error, failedStream(error)),
+      );
+    });
+  }
+  // yazl reports a failing input stream on the ZipFile, not on its output: end the output with it.
+  zip.on('error', (error: unknown) => {
+    packError ??= error;
+    (zip.outputStream as unknown as PassThrough).destroy(error instanceof Error ? error : new Error(String(error)));
+  });
+  zip.end();
+
+  const archiveHasher = await createHasher(algorithm);
+  let archiveBytes = 0;
+  const sink = dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...(run.signal ? { signal: run.signal } : {}) });
+  run.tempPaths.push(archivePath);
+  try {
+    await pipeline(
+      zip.outputStream,
+      hashingTransform(archiveHasher, (n) => (archiveBytes += n), () => undefined),
+      sink,
+      run.signal ? { signal: run.signal } : {},
+    );
+  } catch (error) {
+    throwIfAborted(run.signal);
+    const cause = packError ?? error;
+    throw cause instanceof KetterError ? cause : fromSystemError(cause, { path: archivePath, operation: 'pack' });
+  }
+  if (packError) throw packError;
+  for (const entry of manifest.entries) {
+    if (entry.kind !== 'file') continue;
+    const got = sourceHashes.get(entry.path);
+    if (!got || got.size !== entry.size) {
+      throw new KetterError('SOURCE_CHANGED', `source changed while packing: ${run.source.portal.describe(joinPath(run.source.path, entry.path))}`, {
+        portal: run.source.portal.name,
+        path: joinPath(run.source.path, entry.path),
+      });
+    }
+  }
+  return { path: archivePath, bytes: archiveBytes, hash: archiveHasher.digest(), sourceHashes };
+}
+
+/** Zip external attributes keep the type bits; yazl wants a full st_mode. */
+function entryMode(entry: ManifestEntry): number {
+  return (entry.kind === 'directory' ? 0o040000 : 0o100000) | (entry.mode & 0o7777);
+}
+
+function hashingTransform(hasher: Hasher, onBytes: (n: number) => void, onEnd: (size: number) => void): Transform {
+  let size = 0;
+  return new Transform({
+    highWaterMark: 8 * 1024 * 1024,
+    transform(chunk: Buffer, _enc, done) {
+      hasher.update(chunk);
+      size += chunk.byteLength;
+      onBytes(chunk.byteLength);
+      done(null, chunk);
+    },
+    flush(done) {
+      onEnd(size);
+      done();
+    },
+  });
+}
+
+function failedStream(error: unknown): PassThrough {
+  const stream = new PassThrough();
+  queueMicrotask(() => stream.destroy(error instanceof Error ? error : new Error(String(error))));
+  return stream;
+}

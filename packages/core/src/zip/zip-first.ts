@@ -1,0 +1,132 @@
+import { ErrorCode, KetterError } from '../errors.js';
+import { commitStaging } from '../engine/commit.js';
+import { rereadHash } from '../engine/file-copy.js';
+import { finishIdentical, preserveTimes } from '../engine/finish.js';
+import type { JobRun, StagedFile } from '../engine/job-run.js';
+import { forEachLimit } from '../engine/pool.js';
+import { preflight } from '../engine/preflight.js';
+import { deleteSources } from '../engine/source-delete.js';
+import type { TransferResult } from '../engine/types.js';
+import { verifyStaged } from '../engine/verify.js';
+import { joinPath, normalizeRelative } from '../paths.js';
+import type { TransferPlan } from '../plan.js';
+import { extractArchive } from './extract.js';
+import { packToDestination, type PackedArchive } from './pack.js';
+
+/**
+ * ZIP_FIRST on a started job: pack → verify archive → extract into staging → verify every
+ * file against its source hash → commit → (MOVE) delete sources. Same layout, conflict
+ * rules, locks and events as DIRECT, plus `archive.packed` and `archive.extracted`.
+ */
+export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<TransferResult> {
+  const manifest = plan.manifest;
+  if (manifest.rootKind !== 'directory') {
+    throw new KetterError(ErrorCode.INVALID_REQUEST, 'ZIP_FIRST needs a directory source');
+  }
+  run.decide(plan);
+  await run.lock();
+  // The archive and the extracted tree sit side by side until the archive is removed.
+  if ((await preflight(run, manifest, plan.totalBytes * 2)) === 'identical') return finishIdentical(run, manifest, 'ZIP_FIRST');
+
+  run.emitter.setPhase('pack');
+  const archive = await packToDestination(run, manifest);
+  await verifyArchive(run, archive);
+  run.emitter.emit({
+    type: 'archive.packed',
+    files: plan.nFiles,
+    bytes: plan.totalBytes,
+    archive: archive.path,
+    archiveBytes: archive.bytes,
+    algorithm: run.settings.algorithm,
+    archiveHash: archive.hash,
+  });
+  await forEachLimit(manifest.entries.filter((e) => e.kind === 'file'), run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
+
+  run.emitter.setPhase('extract');
+  run.emitter.progress.filesDone = 0;
+  const method = await extractIntoStaging(run, archive, plan);
+  run.emitter.emit({
+    type: 'archive.extracted',
+    files: plan.nFiles,
+    bytes: plan.totalBytes,
+    algorithm: run.settings.algorithm,
+    archiveHash: archive.hash,
+    method,
+  });
+
+  const staged: StagedFile[] = [];
+  for (const entry of manifest.entries) {
+    if (entry.kind !== 'file') continue;
+    const source = archive.sourceHashes.get(entry.path);
+    if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
+    staged.push({ entry, stagedPath: run.stagedPathOf(entry), hash: source.hash, size: source.size });
+    run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
+  }
+  await verifyStaged(run, staged);
+  const dest = run.destAdapter;
+  await forEachLimit(staged, run.runtime.concurrency, async (f) => {
+    if (dest.capabilities.setMode && dest.setMode) await dest.setMode(f.stagedPath, f.entry.mode);
+    if (dest.capabilities.setTimes && dest.setTimes) await dest.setTimes(f.stagedPath, f.entry.mtimeMs);
+  });
+  const dirs = manifest.entries.filter((e) => e.kind === 'directory');
+  await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
+  if (run.settings.mode === 'move') {
+    await forEachLimit(manifest.entries.filter((e) => e.kind === 'file'), run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
+  }
+  // The archive goes before commit so a watcher never sees the tree while a temp file remains.
+  await run.removeTempPaths();
+  await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), 'directory');
+  const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
+  return run.succeed('ZIP_FIRST', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });
+}
+
+/** The archive at the destination: right size, and the same hash as the bytes written. */
+async function verifyArchive(run: JobRun, archive: PackedArchive): Promise<void> {
+  run.emitter.setPhase('verify');
+  const dest = run.destAdapter;
+  const algorithm = run.settings.algorithm;
+  const got =
+    dest.capabilities.serverSideHash.includes(algorithm) && dest.hash
+      ? { hash: (await dest.hash([archive.path], algorithm))[0] ?? '', size: (await dest.stat(archive.path))?.size ?? -1 }
+      : await rereadHash(dest, archive.path, archive.bytes, algorithm, run.signal);
+  if (got.size !== archive.bytes || got.hash !== archive.hash) {
+    throw new KetterError(
+      ErrorCode.CHECKSUM_MISMATCH,
+      `archive verification failed at ${run.destinationDir.portal.describe(archive.path)}: wrote ${archive.hash} (${archive.bytes} B), read back ${got.hash} (${got.size} B)`,
+      { portal: run.destinationDir.portal.name, path: archive.path },
+    );
+  }
+}
+
+async function extractIntoStaging(run: JobRun, archive: PackedArchive, plan: TransferPlan): Promise<'adapter' | 'server'> {
+  const dest = run.destAdapter;
+  const staging = run.stagingPath as string;
+  const expected = new Map(plan.manifest.entries.map((e) => [e.path, e.kind] as const));
+  if (dest.capabilities.serverSideExtract && dest.extract) {
+    await dest.extract(archive.path, staging, run.signal ? { signal: run.signal } : {});
+    // The archive was packed from confined names and verified by hash, but what the server
+    // wrote is checked all the same: exactly the expected entries, nothing else.
+    const seen = new Map<string, string>();
+    for await (const item of dest.list(staging)) seen.set(normalizeRelative(item.path), item.kind);
+    for (const [path, kind] of seen) {
+      if (expected.get(path) !== kind) {
+        throw new KetterError(ErrorCode.UNSAFE_ARCHIVE_ENTRY, `server-side extraction produced an unexpected entry: ${joinPath(staging, path)}`, {
+          portal: run.destinationDir.portal.name,
+          path: joinPath(staging, path),
+        });
+      }
+    }
+    if (seen.size !== expected.size) throw new KetterError(ErrorCode.IO_ERROR, 'server-side extraction is missing entries');
+    run.emitter.progress.filesDone = plan.nFiles;
+    return 'server';
+  }
+  await extractArchive(dest, archive.path, archive.bytes, staging, {
+    expected,
+    concurrency: run.runtime.concurrency,
+    ...(run.signal ? { signal: run.signal } : {}),
+    onFile: () => {
+      run.emitter.progress.filesDone += 1;
+    },
+  });
+  return 'adapter';
+}
