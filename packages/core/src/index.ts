@@ -21,3 +21,4 @@ export { runTransfer } from './engine/run-transfer.js';
 export { transfer, previewTransfer } from './transfer.js';
 export { runZipFirst } from './zip/run-zip-first.js';
 export { extractArchive, type ExtractOptions, type ExtractedEntry } from './zip/extract.js';
+export { recover, type RecoverOptions, type RecoveryReport, type RecoveredJob } from './recovery.js';

@@ -77,7 +77,8 @@ export function runtimeSettings(context: RunContext): RuntimeSettings {
   };
 }
 
-function defaultOperator(): string {
+/** The OS user, or the uid where the user has no passwd entry. */
+export function defaultOperator(): string {
   try {
     return userInfo().username;
   } catch {

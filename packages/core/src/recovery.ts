@@ -1,0 +1,127 @@
+import { hostname } from 'node:os';
+import { JobEmitter } from './engine/emitter.js';
+import { defaultOperator } from './engine/settings.js';
+import type { EventHook } from './engine/types.js';
+import type { KetterEvent } from './events.js';
+import { baseName, joinPath, parentPath } from './paths.js';
+import type { Portal } from './portal.js';
+import type { JobDetail, Store } from './store.js';
+
+export interface RecoverOptions {
+  store: Store;
+  /** Portals by name: staging left at their destinations is removed through them. */
+  portals: ReadonlyMap<string, Portal> | Readonly<Record<string, Portal>>;
+  onEvent?: EventHook;
+  operator?: string;
+  host?: string;
+}
+
+/** What recovery did for one job. */
+export interface RecoveredJob {
+  jobId: string;
+  /** Whether the job had committed (its destination is final; nothing was removed). */
+  committed: boolean;
+  /** Staging paths and archives removed, as `portal:path`. */
+  removed: string[];
+  /** Why staging could not be checked (portal not configured here), if so. */
+  unreachable: string | null;
+}
+
+export interface RecoveryReport {
+  jobs: RecoveredJob[];
+}
+
+/**
+ * Find jobs recorded as running whose process is gone (their lock is held by a dead
+ * process, or they never locked and their process on this host is gone), remove what they
+ * left at the destination — hidden staging paths and archives named after the job — and
+ * record `job.interrupted`, so no job stays `running` forever. A job that had committed is
+ * only marked: its destination is complete and its sources were never deleted unverified.
+ */
+export async function recover(options: RecoverOptions): Promise<RecoveryReport> {
+  const { store } = options;
+  const portals = options.portals instanceof Map ? options.portals : new Map(Object.entries(options.portals));
+  const locks = await store.listLocks();
+  const lockOf = new Map(locks.map((l) => [l.jobId, l]));
+  const running = [...(await store.listJobs({ status: 'running', limit: 10_000 })), ...(await store.listJobs({ status: 'created', limit: 10_000 }))];
+  const report: RecoveryReport = { jobs: [] };
+  for (const summary of running) {
+    const lock = lockOf.get(summary.id);
+    const job = await store.getJob(summary.id);
+    if (!job) continue;
+    const dead = lock ? !lock.alive : !processAlive(job);
+    if (!dead) continue;
+    report.jobs.push(await recoverJob(job, portals, options));
+  }
+  return report;
+}
+
+async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, options: RecoverOptions): Promise<RecoveredJob> {
+  const committed = job.events.some((e) => e.type === 'job.committed');
+  const last = job.events.at(-1) as KetterEvent;
+  const emitter = new JobEmitter({
+    jobId: job.id,
+    store: options.store,
+    operator: options.operator ?? defaultOperator(),
+    host: options.host ?? hostname(),
+    ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    batchSize: 1000,
+    flushIntervalMs: 50,
+    progressIntervalMs: 1000,
+    startSeq: last.seq + 1,
+  });
+  const result: RecoveredJob = { jobId: job.id, committed, removed: [], unreachable: null };
+  const portal = portals.get(job.destination.portal);
+  if (!committed) {
+    if (!portal) {
+      result.unreachable = `portal '${job.destination.portal}' is not configured here`;
+    } else {
+      for (const path of await leftoverCandidates(job, portal)) {
+        if ((await portal.adapter.stat(path)) === null) continue;
+        await portal.adapter.removeTree(path);
+        result.removed.push(portal.describe(path));
+        emitter.emit({ type: 'staging.removed', portal: portal.name, path });
+      }
+    }
+  }
+  const reason = committed
+    ? 'process ended after commit; the destination is complete, source files not yet deleted were kept'
+    : 'process ended before commit; staging removed by recovery';
+  emitter.emit({ type: 'job.interrupted', reason: result.unreachable ? `${reason.split(';')[0]}; ${result.unreachable}` : reason });
+  await emitter.flush();
+  return result;
+}
+
+/** Paths a job may have left: the staging it recorded, else the names it would have used. */
+async function leftoverCandidates(job: JobDetail, portal: Portal): Promise<string[]> {
+  const recorded = job.events.find((e) => e.type === 'preflight.passed');
+  let dir: string;
+  if (recorded?.type === 'preflight.passed' && recorded.staging !== '') dir = parentPath(recorded.staging);
+  else {
+    try {
+      dir = await portal.resolve(job.destination.path);
+    } catch {
+      return [];
+    }
+  }
+  const name = baseName(job.source.path.replace(/\/+$/, ''));
+  return [
+    joinPath(dir, `.ketter-${job.id}.partial`),
+    joinPath(dir, `.ketter-${job.id}.archive.zip`),
+    ...(name ? [joinPath(dir, `.${name}.ketter-${job.id}.partial`)] : []),
+  ];
+}
+
+/** For jobs without a lock entry: alive unless it ran on this host and its process is gone. */
+function processAlive(job: JobDetail): boolean {
+  const started = job.events.find((e) => e.type === 'job.started');
+  if (!started || started.type !== 'job.started') return true;
+  if (started.host !== hostname()) return true;
+  if (started.pid === process.pid) return true;
+  try {
+    process.kill(started.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
