@@ -3,7 +3,13 @@
  *
  * @packageDocumentation
  */
-export { describeAdapterConformance, type AdapterSuiteOptions, type AdapterFixture } from './adapter-suite.js';
-export { describeStoreConformance, type StoreSuiteOptions } from './store-suite.js';
-export { FaultyAdapter, type Fault, type FaultOperation } from './faulty-adapter.js';
+export {
+  describeAdapterConformance,
+  type AdapterSuiteOptions,
+  type AdapterSuiteSkips,
+  type AdapterFixture,
+  type TestApi,
+} from './adapter-suite.js';
+export { describeStoreConformance, type StoreSuiteOptions, type StoreFixture } from './store-suite.js';
+export { FaultyAdapter, type Fault, type FaultOperation, type FaultKind, type FiredFault } from './faulty-adapter.js';
 export { jobEvents, JobEventFactory } from './event-factory.js';

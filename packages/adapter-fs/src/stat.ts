@@ -1,0 +1,15 @@
+import type { Stats } from 'node:fs';
+import type { EntryKind, FileStat } from '@ketter/core';
+
+export function kindOf(stats: Stats): EntryKind {
+  if (stats.isFile()) return 'file';
+  if (stats.isDirectory()) return 'directory';
+  if (stats.isSymbolicLink()) return 'symlink';
+  return 'other';
+}
+
+/** An lstat result as Ketter sees it: sizes only for files, permission bits only. */
+export function toFileStat(stats: Stats): FileStat {
+  const kind = kindOf(stats);
+  return { kind, size: kind === 'file' ? stats.size : 0, mtimeMs: stats.mtimeMs, mode: stats.mode & 0o777 };
+}
