@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Adapter } from '../adapter.js';
 import { cancelledError, ErrorCode, isKetterError, KetterError, fromSystemError } from '../errors.js';
 import type { ErrorInfo, KetterEvent, Strategy } from '../events.js';
@@ -48,12 +49,28 @@ export class JobRun {
   readonly tempPaths: string[] = [];
   committed = false;
   #lease: LockLease | null = null;
+  /**
+   * The job's own signal, following the caller's. Every stream and wait of the job listens
+   * to it, so it allows more listeners than Node's default warning threshold.
+   */
+  readonly #abort = new AbortController();
+  #unfollow: () => void = () => undefined;
 
   private constructor(request: TransferRequest, context: RunContext, settings: RequestSettings, runtime: RuntimeSettings) {
     this.request = request;
     this.context = context;
     this.settings = settings;
     this.runtime = runtime;
+    setMaxListeners(0, this.#abort.signal);
+    const outer = context.signal;
+    if (outer) {
+      const follow = () => this.#abort.abort(outer.reason);
+      if (outer.aborted) follow();
+      else {
+        outer.addEventListener('abort', follow, { once: true });
+        this.#unfollow = () => outer.removeEventListener('abort', follow);
+      }
+    }
     this.emitter = new JobEmitter({
       jobId: settings.id,
       store: context.store,
@@ -93,8 +110,8 @@ export class JobRun {
     return this.settings.id;
   }
 
-  get signal(): AbortSignal | undefined {
-    return this.context.signal;
+  get signal(): AbortSignal {
+    return this.#abort.signal;
   }
 
   get destAdapter(): Adapter {
@@ -311,6 +328,7 @@ export class JobRun {
   }
 
   async #release(): Promise<void> {
+    this.#unfollow();
     const lease = this.#lease;
     this.#lease = null;
     if (lease) await lease.release();
