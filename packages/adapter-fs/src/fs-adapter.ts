@@ -150,6 +150,26 @@ export class FsAdapter implements Adapter {
     return mapStreamErrors(stream, (error) => fsError(error, 'write', path, signal), signal);
   }
 
+  async readFile(path: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    try {
+      return await fsp.readFile(this.#abs(path), options.signal ? { signal: options.signal } : {});
+    } catch (error) {
+      throw fsError(error, 'read', path, options.signal);
+    }
+  }
+
+  async writeFile(path: string, data: Uint8Array, options: { mode?: number; signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      await fsp.writeFile(this.#abs(path), data, {
+        flag: 'wx',
+        ...(options.mode === undefined ? {} : { mode: options.mode }),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    } catch (error) {
+      throw fsError(error, 'write', path, options.signal);
+    }
+  }
+
   async mkdir(path: string): Promise<void> {
     try {
       await fsp.mkdir(this.#abs(path), { recursive: true });

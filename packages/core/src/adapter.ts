@@ -1,6 +1,9 @@
 import type { Readable, Writable } from 'node:stream';
 import type { HashAlgorithm } from './hash/algorithms.js';
 
+/** Files up to this size go through an adapter's `readFile`/`writeFile` fast path when it has one. */
+export const SMALL_FILE_BYTES = 1024 * 1024;
+
 /** What a path names on a backend. `other` covers sockets, devices and FIFOs, which Ketter never copies. */
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'other';
 
@@ -109,6 +112,14 @@ export interface Adapter {
   openRead(path: string, options?: ReadOptions): Readable;
   /** Create a new file exclusively: fails with DESTINATION_EXISTS if anything is at `path`. */
   openWrite(path: string, options?: WriteOptions): Writable;
+  /**
+   * Read a whole small file in one call. Optional fast path: for small files, per-file
+   * stream setup costs more than the bytes, so core uses this (when present) for files up
+   * to {@link SMALL_FILE_BYTES} and streams otherwise.
+   */
+  readFile?(path: string, options?: { signal?: AbortSignal }): Promise<Uint8Array>;
+  /** Create a new small file exclusively with these bytes (DESTINATION_EXISTS if anything is at `path`). */
+  writeFile?(path: string, data: Uint8Array, options?: { mode?: number; signal?: AbortSignal }): Promise<void>;
   /** Create a directory and any missing parents; succeeds if it already exists. */
   mkdir(path: string): Promise<void>;
   /**

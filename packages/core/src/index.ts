@@ -6,6 +6,7 @@
 export * from './errors.js';
 export * from './events.js';
 export type * from './adapter.js';
+export { SMALL_FILE_BYTES } from './adapter.js';
 export * from './hash/algorithms.js';
 export { createHasher, hashStream, type Hasher } from './hash/hasher.js';
 export { Portal } from './portal.js';

@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import type { Adapter } from '../adapter.js';
+import { SMALL_FILE_BYTES, type Adapter } from '../adapter.js';
 import { fromSystemError, KetterError, throwIfAborted } from '../errors.js';
 import type { HashAlgorithm } from '../hash/algorithms.js';
 import { createHasher } from '../hash/hasher.js';
@@ -33,6 +33,13 @@ export async function copyAndHash(
 ): Promise<CopiedFile> {
   throwIfAborted(signal);
   const hasher = await createHasher(algorithm);
+  if (expectedSize <= SMALL_FILE_BYTES && from.adapter.readFile && to.adapter.writeFile) {
+    const data = await from.adapter.readFile(from.path, signal ? { signal } : {});
+    hasher.update(data);
+    await to.adapter.writeFile(to.path, data, { ...(to.mode === undefined ? {} : { mode: to.mode }), ...(signal ? { signal } : {}) });
+    onBytes(data.byteLength);
+    return { hash: hasher.digest(), size: data.byteLength };
+  }
   const highWaterMark = chunkSizeFor(expectedSize);
   let size = 0;
   const source = from.adapter.openRead(from.path, { highWaterMark, signal });
@@ -68,6 +75,11 @@ export async function rereadHash(
 ): Promise<CopiedFile> {
   throwIfAborted(signal);
   const hasher = await createHasher(algorithm);
+  if (expectedSize <= SMALL_FILE_BYTES && adapter.readFile) {
+    const data = await adapter.readFile(path, signal ? { signal } : {});
+    hasher.update(data);
+    return { hash: hasher.digest(), size: data.byteLength };
+  }
   let size = 0;
   try {
     for await (const chunk of adapter.openRead(path, { highWaterMark: chunkSizeFor(expectedSize), signal })) {

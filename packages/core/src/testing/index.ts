@@ -13,3 +13,15 @@ export {
 export { describeStoreConformance, type StoreSuiteOptions, type StoreFixture } from './store-suite.js';
 export { FaultyAdapter, type Fault, type FaultOperation, type FaultKind, type FiredFault } from './faulty-adapter.js';
 export { jobEvents, JobEventFactory } from './event-factory.js';
+export {
+  snapshotTree,
+  checkTransferInvariants,
+  assertTransferInvariants,
+  TransferInvariantError,
+  type TreeSnapshot,
+  type FileDigest,
+  type TransferOutcome,
+  type TransferInvariantInput,
+  type InvariantRule,
+  type InvariantViolation,
+} from './invariants.js';

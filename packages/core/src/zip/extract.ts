@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
-import type { Adapter } from '../adapter.js';
+import { SMALL_FILE_BYTES, type Adapter } from '../adapter.js';
 import { ErrorCode, fromSystemError, KetterError, throwIfAborted } from '../errors.js';
 import { joinPath, normalizeRelative } from '../paths.js';
 import { forEachLimit } from '../engine/pool.js';
@@ -28,11 +28,23 @@ export interface ExtractedEntry {
   size: number;
 }
 
-/** Reads a zip held by an adapter through ranged reads, so only the parts needed are fetched. */
+/** Block size of the archive read cache: many small entries come out of one read. */
+const BLOCK = 4 * 1024 * 1024;
+/** Blocks kept at once; entries are extracted roughly in archive order, so few are needed. */
+const CACHED_BLOCKS = 8;
+
+/**
+ * Reads a zip held by an adapter through ranged reads. Small ranges (headers, small
+ * entries) are served from a cache of large blocks, so a session of thousands of small
+ * files costs a few reads rather than two per entry; large entries stream directly.
+ */
 class AdapterRangeReader extends yauzl.RandomAccessReader {
+  readonly #blocks = new Map<number, Promise<Buffer>>();
+
   constructor(
     private readonly adapter: Adapter,
     private readonly path: string,
+    private readonly size: number,
     private readonly signal?: AbortSignal,
   ) {
     super();
@@ -40,7 +52,47 @@ class AdapterRangeReader extends yauzl.RandomAccessReader {
 
   override _readStreamForRange(start: number, end: number): Readable {
     if (end <= start) return Readable.from([]);
-    return this.adapter.openRead(this.path, { start, end: end - 1, ...(this.signal ? { signal: this.signal } : {}) }) as Readable;
+    if (end - start > BLOCK) {
+      return this.adapter.openRead(this.path, { start, end: end - 1, ...(this.signal ? { signal: this.signal } : {}) }) as Readable;
+    }
+    const read = async (): Promise<Buffer> => {
+      const parts: Buffer[] = [];
+      for (let index = Math.floor(start / BLOCK); index * BLOCK < end; index++) {
+        const block = await this.#block(index);
+        const from = Math.max(start - index * BLOCK, 0);
+        const to = Math.min(end - index * BLOCK, block.length);
+        parts.push(block.subarray(from, to));
+      }
+      return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+    };
+    return Readable.from((async function* () {
+      yield await read();
+    })());
+  }
+
+  #block(index: number): Promise<Buffer> {
+    let block = this.#blocks.get(index);
+    if (block) {
+      // Refresh its place in the LRU order.
+      this.#blocks.delete(index);
+      this.#blocks.set(index, block);
+      return block;
+    }
+    block = this.#load(index);
+    this.#blocks.set(index, block);
+    block.catch(() => this.#blocks.delete(index));
+    while (this.#blocks.size > CACHED_BLOCKS) this.#blocks.delete(this.#blocks.keys().next().value as number);
+    return block;
+  }
+
+  async #load(index: number): Promise<Buffer> {
+    const start = index * BLOCK;
+    const end = Math.min(this.size, start + BLOCK) - 1;
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.adapter.openRead(this.path, { start, end, highWaterMark: BLOCK, ...(this.signal ? { signal: this.signal } : {}) })) {
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks);
   }
 }
 
@@ -63,7 +115,7 @@ export async function extractArchive(
 ): Promise<ExtractedEntry[]> {
   const { signal } = options;
   throwIfAborted(signal);
-  const reader = new AdapterRangeReader(adapter, archivePath, signal);
+  const reader = new AdapterRangeReader(adapter, archivePath, archiveBytes, signal);
   const zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
     yauzl.fromRandomAccessReader(
       reader,
@@ -88,6 +140,13 @@ export async function extractArchive(
           zip.openReadStream(item.entry, (error, stream) => (error ? reject(mapZipError(error, archivePath)) : resolve(stream))),
         );
         const target = joinPath(into, item.path);
+        if (item.size <= SMALL_FILE_BYTES && adapter.writeFile) {
+          const chunks: Buffer[] = [];
+          for await (const chunk of input) chunks.push(chunk as Buffer);
+          await adapter.writeFile(target, Buffer.concat(chunks), signal ? { signal } : {});
+          options.onFile?.(item.path, item.size);
+          return;
+        }
         const output = adapter.openWrite(target, { highWaterMark: 8 * 1024 * 1024, ...(signal ? { signal } : {}) });
         try {
           await pipeline(input, output, signal ? { signal } : {});

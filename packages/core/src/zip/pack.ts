@@ -1,4 +1,5 @@
-import { PassThrough, Transform } from 'node:stream';
+import { PassThrough, Readable, Transform } from 'node:stream';
+import { SMALL_FILE_BYTES } from '../adapter.js';
 import { pipeline } from 'node:stream/promises';
 import { ZipFile } from 'yazl';
 import { fromSystemError, KetterError, throwIfAborted } from '../errors.js';
@@ -47,20 +48,29 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
     zip.addReadStreamLazy(entry.path, { ...options, compress: false, size: entry.size }, (cb) => {
       // Opened only when yazl reaches this entry: one source file open at a time.
       if (run.signal?.aborted) return cb(null, failedStream(new KetterError('CANCELLED', 'cancelled')));
-      createHasher(algorithm).then(
-        (hasher) => {
-          const input = src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...(run.signal ? { signal: run.signal } : {}) });
-          const hashing = hashingTransform(hasher, (n) => (run.emitter.progress.bytesDone += n), (size) => {
-            sourceHashes.set(entry.path, { hash: hasher.digest(), size });
-            run.emitter.progress.filesDone += 1;
-          });
-          input.once('error', (error) => {
-            packError ??= error;
-            hashing.destroy(error);
-          });
-          cb(null, input.pipe(hashing));
+      const open = async (): Promise<Readable> => {
+        const hasher = await createHasher(algorithm);
+        const signalOption = run.signal ? { signal: run.signal } : {};
+        const input =
+          entry.size <= SMALL_FILE_BYTES && src.readFile
+            ? Readable.from([Buffer.from(await src.readFile(sourcePath, signalOption))])
+            : src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...signalOption });
+        const hashing = hashingTransform(hasher, (n) => (run.emitter.progress.bytesDone += n), (size) => {
+          sourceHashes.set(entry.path, { hash: hasher.digest(), size });
+          run.emitter.progress.filesDone += 1;
+        });
+        input.once('error', (error) => {
+          packError ??= error;
+          hashing.destroy(error);
+        });
+        return input.pipe(hashing);
+      };
+      open().then(
+        (stream) => cb(null, stream),
+        (error: unknown) => {
+          packError ??= error;
+          cb(null, failedStream(error));
         },
-        (error: unknown) => cb(error, failedStream(error)),
       );
     });
   }
