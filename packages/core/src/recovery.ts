@@ -51,12 +51,31 @@ export async function recover(options: RecoverOptions): Promise<RecoveryReport> 
     if (!job) continue;
     const dead = lock ? !lock.alive : !processAlive(job);
     if (!dead) continue;
-    report.jobs.push(await recoverJob(job, portals, options));
+    report.jobs.push(await recoverJob(job, portals, options, true));
+  }
+  // Ended jobs whose rollback could not finish (the failure is recorded, the staging is not gone).
+  for (const status of ['failed', 'cancelled'] as const) {
+    for (const summary of await store.listJobs({ status, limit: 10_000 })) {
+      const job = await store.getJob(summary.id);
+      if (job && hasUnremovedStaging(job)) {
+        const recovered = await recoverJob(job, portals, options, false);
+        if (recovered.removed.length > 0 || recovered.unreachable) report.jobs.push(recovered);
+      }
+    }
   }
   return report;
 }
 
-async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, options: RecoverOptions): Promise<RecoveredJob> {
+/** A job that created staging, never committed, and never recorded removing it. */
+function hasUnremovedStaging(job: JobDetail): boolean {
+  if (job.events.some((e) => e.type === 'job.committed')) return false;
+  const staging = job.events.find((e) => e.type === 'preflight.passed');
+  if (staging?.type !== 'preflight.passed' || staging.staging === '') return false;
+  const removed = new Set(job.events.flatMap((e) => (e.type === 'staging.removed' ? [e.path] : [])));
+  return !removed.has(staging.staging);
+}
+
+async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, options: RecoverOptions, interrupt: boolean): Promise<RecoveredJob> {
   const committed = job.events.some((e) => e.type === 'job.committed');
   const last = job.events.at(-1) as KetterEvent;
   const emitter = new JobEmitter({
@@ -84,10 +103,12 @@ async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, 
       }
     }
   }
-  const reason = committed
-    ? 'process ended after commit; the destination is complete, source files not yet deleted were kept'
-    : 'process ended before commit; staging removed by recovery';
-  emitter.emit({ type: 'job.interrupted', reason: result.unreachable ? `${reason.split(';')[0]}; ${result.unreachable}` : reason });
+  if (interrupt) {
+    const reason = committed
+      ? 'process ended after commit; the destination is complete, source files not yet deleted were kept'
+      : 'process ended before commit; staging removed by recovery';
+    emitter.emit({ type: 'job.interrupted', reason: result.unreachable ? `${reason.split(';')[0]}; ${result.unreachable}` : reason });
+  }
   await emitter.flush();
   return result;
 }

@@ -103,6 +103,8 @@ export class JobRun {
     });
     run.emitter.emit({ type: 'job.started', pid: process.pid });
     run.emitter.startProgress();
+    // On record before any work: recovery can only clean up after jobs it knows of.
+    await run.emitter.flush();
     return run;
   }
 

@@ -37,6 +37,8 @@ export async function preflight(run: JobRun, manifest: Manifest, bytesToWrite: n
         { portal: run.destinationDir.portal.name, path: run.destinationDir.path },
       );
     }
+    // The plan (and so the staging name) is on record before anything is created.
+    await run.emitter.flush();
     await run.ensureDestinationDir();
     await createStaging(run, manifest.rootKind);
     run.emitter.emit({ type: 'preflight.passed', requiredBytes, freeBytes, staging: run.stagingPath ?? '' });

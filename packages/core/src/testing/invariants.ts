@@ -66,6 +66,8 @@ export type InvariantRule =
   | 'staging-left'
   /** The job succeeded but its result is not complete (final missing, or MOVE left the source). */
   | 'not-complete'
+  /** A MOVE succeeded and moved every file, but left its emptied source directories behind. */
+  | 'source-left'
   /** A destination that existed before the job was altered. */
   | 'destination-altered';
 
@@ -198,7 +200,9 @@ export async function checkTransferInvariants(input: TransferInvariantInput): Pr
   if (outcome === 'succeeded') {
     if (input.destinationBefore === undefined && final === null) add('not-complete', finalPath, `the job succeeded but ${finalPath} does not exist`);
     if (mode === 'move' && (await lstat(sourceDir).catch(() => null)) !== null) {
-      add('not-complete', sourceDir, `the MOVE succeeded but its source ${sourceDir} still exists`);
+      const left = source === null ? [] : Object.keys(source.files).filter((rel) => rel in before.files);
+      if (left.length > 0) add('not-complete', sourceDir, `the MOVE succeeded but ${left.length} source file(s) remain under ${sourceDir}`);
+      else add('source-left', sourceDir, `the MOVE succeeded but its (emptied) source ${sourceDir} still exists`);
     }
   }
   return violations;
