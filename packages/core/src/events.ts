@@ -9,6 +9,7 @@ export const EVENT_VERSION = 1;
 export const EventType = {
   JobCreated: 'job.created',
   JobStarted: 'job.started',
+  JobResumed: 'job.resumed',
   PlanDecided: 'plan.decided',
   PreflightPassed: 'preflight.passed',
   PreflightFailed: 'preflight.failed',
@@ -60,7 +61,13 @@ const nonNegInt = z.number().int().nonnegative();
 const hashHex = z.string().regex(/^[0-9a-f]+$/);
 
 /** How a staged file's hash was obtained at the destination. */
-export const VerifyMethodSchema = z.enum(['reread', 'server', 'existing']);
+/**
+ * How a staged file's hash was obtained at the destination: `reread` (read back and
+ * hashed), `server` (hashed by the storage side), `existing` (an identical file already at
+ * the destination, skip-identical), `resumed` (verified by the interrupted job this one
+ * resumed; size and mtime unchanged since).
+ */
+export const VerifyMethodSchema = z.enum(['reread', 'server', 'existing', 'resumed']);
 export type VerifyMethod = z.infer<typeof VerifyMethodSchema>;
 
 export const PhaseSchema = z.enum(['scan', 'preflight', 'stage', 'pack', 'extract', 'verify', 'commit', 'delete-source']);
@@ -79,6 +86,13 @@ export const JobCreatedSchema = event(EventType.JobCreated, {
   requestedStrategy: z.enum(['auto', 'direct', 'zip']),
 });
 export const JobStartedSchema = event(EventType.JobStarted, { pid: nonNegInt });
+/** A job that takes over the staging of an interrupted one. */
+export const JobResumedSchema = event(EventType.JobResumed, {
+  fromJobId: z.string(),
+  staging: z.string(),
+  /** Files whose earlier verification carries over. */
+  filesVerified: nonNegInt,
+});
 export const PlanDecidedSchema = event(EventType.PlanDecided, {
   strategy: StrategySchema,
   forced: z.boolean(),
@@ -102,6 +116,8 @@ export const FileCopiedSchema = event(EventType.FileCopied, {
   algorithm: HashAlgorithmSchema,
   hash: hashHex,
   attempt: z.number().int().positive(),
+  /** The source file's mtime when it was read; lets a later job resume without re-reading it. */
+  sourceMtimeMs: z.number().optional(),
 });
 export const FileVerifiedSchema = event(EventType.FileVerified, {
   path: z.string(),
@@ -171,6 +187,7 @@ export const StagingRemovedSchema = event(EventType.StagingRemoved, { portal: z.
 export const KetterEventSchema = z.discriminatedUnion('type', [
   JobCreatedSchema,
   JobStartedSchema,
+  JobResumedSchema,
   PlanDecidedSchema,
   PreflightPassedSchema,
   PreflightFailedSchema,

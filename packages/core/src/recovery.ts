@@ -12,6 +12,12 @@ export interface RecoverOptions {
   /** Portals by name: staging left at their destinations is removed through them. */
   portals: ReadonlyMap<string, Portal> | Readonly<Record<string, Portal>>;
   onEvent?: EventHook;
+  /**
+   * Leave the staging of interrupted DIRECT directory jobs in place, so that running the
+   * same request again resumes them instead of copying everything anew. Default false:
+   * everything left behind is removed.
+   */
+  keepResumable?: boolean;
   operator?: string;
   host?: string;
 }
@@ -25,6 +31,8 @@ export interface RecoveredJob {
   removed: string[];
   /** Why staging could not be checked (portal not configured here), if so. */
   unreachable: string | null;
+  /** Staging kept for a later run of the same request to resume (`keepResumable`). */
+  keptForResume: boolean;
 }
 
 export interface RecoveryReport {
@@ -53,8 +61,10 @@ export async function recover(options: RecoverOptions): Promise<RecoveryReport> 
     if (!dead) continue;
     report.jobs.push(await recoverJob(job, portals, options, true));
   }
-  // Ended jobs whose rollback could not finish (the failure is recorded, the staging is not gone).
-  for (const status of ['failed', 'cancelled'] as const) {
+  // Ended jobs whose rollback could not finish (the failure is recorded, the staging is
+  // not gone), and interrupted jobs whose staging was kept for a resume that never came.
+  const ended = options.keepResumable ? (['failed', 'cancelled'] as const) : (['failed', 'cancelled', 'interrupted'] as const);
+  for (const status of ended) {
     for (const summary of await store.listJobs({ status, limit: 10_000 })) {
       const job = await store.getJob(summary.id);
       if (job && hasUnremovedStaging(job)) {
@@ -64,6 +74,12 @@ export async function recover(options: RecoverOptions): Promise<RecoveryReport> 
     }
   }
   return report;
+}
+
+/** DIRECT jobs of a directory resume file by file; others start again. */
+function isResumable(job: JobDetail): boolean {
+  const decided = job.events.find((e) => e.type === 'plan.decided');
+  return decided?.type === 'plan.decided' && decided.strategy === 'DIRECT' && decided.rootKind === 'directory';
 }
 
 /** A job that created staging, never committed, and never recorded removing it. */
@@ -89,9 +105,10 @@ async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, 
     progressIntervalMs: 1000,
     startSeq: last.seq + 1,
   });
-  const result: RecoveredJob = { jobId: job.id, committed, removed: [], unreachable: null };
+  const keep = interrupt && options.keepResumable === true && isResumable(job);
+  const result: RecoveredJob = { jobId: job.id, committed, removed: [], unreachable: null, keptForResume: keep };
   const portal = portals.get(job.destination.portal);
-  if (!committed) {
+  if (!committed && !keep) {
     if (!portal) {
       result.unreachable = `portal '${job.destination.portal}' is not configured here`;
     } else {
@@ -106,7 +123,9 @@ async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, 
   if (interrupt) {
     const reason = committed
       ? 'process ended after commit; the destination is complete, source files not yet deleted were kept'
-      : 'process ended before commit; staging removed by recovery';
+      : keep
+        ? 'process ended before commit; staging kept so the same request can resume'
+        : 'process ended before commit; staging removed by recovery';
     emitter.emit({ type: 'job.interrupted', reason: result.unreachable ? `${reason.split(';')[0]}; ${result.unreachable}` : reason });
   }
   await emitter.flush();

@@ -12,6 +12,7 @@ import { deleteSources } from './source-delete.js';
 import { hasServerHash, verifyByReread, verifyStaged } from './verify.js';
 import { finishIdentical, preserveTimes } from './finish.js';
 import type { TransferResult } from './types.js';
+import { canKeep, findResumable, type Resumable } from './resume.js';
 
 /**
  * DIRECT: copy file by file into staging, hashing the source in the copy pass; verify each
@@ -21,7 +22,11 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   const manifest = plan.manifest;
   run.decide(plan);
   await run.lock();
-  if ((await preflight(run, manifest, plan.totalBytes)) === 'identical') return finishIdentical(run, manifest, 'DIRECT');
+  const resume = await findResumable(run, manifest);
+  if ((await preflight(run, manifest, plan.totalBytes, resume?.staging)) === 'identical') return finishIdentical(run, manifest, 'DIRECT');
+  if (resume) {
+    run.emitter.emit({ type: 'job.resumed', fromJobId: resume.fromJobId, staging: run.stagingPath ?? '', filesVerified: resume.verified.size });
+  }
 
   run.emitter.setPhase('stage');
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
@@ -35,6 +40,11 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   const staged: StagedFile[] = [];
   const inlineVerify = !hasServerHash(run);
   await forEachLimit(order, concurrencyFor(run, order), async (entry) => {
+    const kept = resume ? await keepFromResume(run, resume, entry) : null;
+    if (kept) {
+      staged.push(kept);
+      return;
+    }
     const file = await stageFile(run, entry);
     if (inlineVerify) await verifyByReread(run, file);
     staged.push(file);
@@ -49,6 +59,28 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), manifest.rootKind);
   const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
   return run.succeed('DIRECT', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });
+}
+
+/** Take over a file the resumed job verified, or clear whatever partial copy it left. */
+async function keepFromResume(run: JobRun, resume: Resumable, entry: ManifestEntry): Promise<StagedFile | null> {
+  const stagedPath = run.stagedPathOf(entry);
+  const kept = await canKeep(run, resume, entry, stagedPath);
+  if (!kept) {
+    await run.destAdapter.removeTree(stagedPath);
+    return null;
+  }
+  run.emitter.emit({
+    type: 'file.verified',
+    path: entry.path,
+    size: kept.size,
+    algorithm: run.settings.algorithm,
+    sourceHash: kept.hash,
+    destinationHash: kept.hash,
+    method: 'resumed',
+  });
+  run.emitter.progress.filesDone += 1;
+  run.emitter.progress.bytesDone += kept.size;
+  return { entry, stagedPath, hash: kept.hash, size: kept.size };
 }
 
 /** Concurrency pays for small files; for a few big ones it only splits the disk between them. */
@@ -105,6 +137,7 @@ async function stageFile(run: JobRun, entry: ManifestEntry): Promise<StagedFile>
     algorithm: run.settings.algorithm,
     hash: copied.hash,
     attempt: copied.attempt,
+    sourceMtimeMs: entry.mtimeMs,
   });
   run.emitter.progress.filesDone += 1;
   return { entry, stagedPath, hash: copied.hash, size: copied.size };

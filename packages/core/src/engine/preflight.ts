@@ -15,7 +15,7 @@ export type PreflightOutcome = 'proceed' | 'identical';
  * Every check before the first write, then the staging area. On `identical`
  * (skip-identical and the destination already matches by hash) nothing is written.
  */
-export async function preflight(run: JobRun, manifest: Manifest, bytesToWrite: number): Promise<PreflightOutcome> {
+export async function preflight(run: JobRun, manifest: Manifest, bytesToWrite: number, adoptStaging?: string): Promise<PreflightOutcome> {
   run.emitter.setPhase('preflight');
   try {
     assertNoOverlap(run);
@@ -40,7 +40,7 @@ export async function preflight(run: JobRun, manifest: Manifest, bytesToWrite: n
     // The plan (and so the staging name) is on record before anything is created.
     await run.emitter.flush();
     await run.ensureDestinationDir();
-    await createStaging(run, manifest.rootKind);
+    await createStaging(run, manifest.rootKind, adoptStaging);
     run.emitter.emit({ type: 'preflight.passed', requiredBytes, freeBytes, staging: run.stagingPath ?? '' });
     return 'proceed';
   } catch (error) {
@@ -74,11 +74,13 @@ async function freeSpace(run: JobRun): Promise<number | null> {
  * Create the staging area, which also proves the destination is writable. A one-file
  * job stages to a hidden file created by the copy; here it is probed and removed.
  */
-async function createStaging(run: JobRun, rootKind: 'file' | 'directory'): Promise<void> {
+async function createStaging(run: JobRun, rootKind: 'file' | 'directory', adopt?: string): Promise<void> {
   const adapter = run.destAdapter;
   const staging = run.stagingNameFor(rootKind);
   if (rootKind === 'directory') {
-    await adapter.mkdir(staging);
+    // Resuming: the interrupted job's staging becomes this job's, in one atomic rename.
+    if (adopt) await adapter.rename(adopt, staging);
+    else await adapter.mkdir(staging);
     run.stagingPath = staging;
     return;
   }
