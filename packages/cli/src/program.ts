@@ -5,6 +5,7 @@ import { auditVerifyCommand } from './commands/audit.js';
 import { jobsListCommand, jobsShowCommand, type ListFlags } from './commands/jobs.js';
 import { migrateCommand } from './commands/migrate.js';
 import { planCommand, type PlanFlags } from './commands/plan.js';
+import { recoverCommand } from './commands/recover.js';
 import { transferCommand, type TransferFlags } from './commands/transfer.js';
 import { createContext, type CommandContext, type GlobalOptions } from './context.js';
 import type { CliIO } from './io.js';
@@ -113,6 +114,13 @@ Examples:
     .description("check the audit trail's hash chain; exit 1 naming the first altered record")
     .option('--json', 'print one JSON object on stdout')
     .action(run((ctx, flags: { json?: boolean }) => auditVerifyCommand(flags, ctx)));
+
+  program
+    .command('recover')
+    .description('mark jobs whose process died as interrupted and remove the staging and archives they left')
+    .option('--keep-resumable', 'keep the staging of interrupted DIRECT folder jobs, so running the same transfer again resumes them')
+    .option('--json', 'print one JSON object on stdout')
+    .action(run((ctx, flags: { json?: boolean; keepResumable?: boolean }) => recoverCommand(flags, ctx)));
 
   program
     .command('migrate')

@@ -9,6 +9,7 @@ import {
   type JobDetail,
   type KetterEvent,
   type Mode,
+  type Portal,
   type Store,
   type StrategyChoice,
   type SymlinkPolicy,
@@ -22,6 +23,7 @@ import { cleanMessage, describeError, errorLine, ExitCode, exitCodeFor } from '.
 import { formatBytes, formatDuration, formatRate } from '../format.js';
 import { PortalRegistry } from '../locations.js';
 import { ProgressBar } from '../progress.js';
+import { recoverInterrupted, recoveryLines } from './recover.js';
 import { resolveConcurrency, resolveHash, resolveThresholds, type ThresholdFlags } from '../settings.js';
 import { trapSignals } from '../signals.js';
 import { openStore } from '../store.js';
@@ -83,6 +85,7 @@ export async function transferCommand(flags: TransferFlags, ctx: CommandContext)
       return reportPreview(preview, request, flags, ctx);
     }
     store = await openStore(ctx.store, io.cwd, config.operator);
+    await recoverQuietly(store, registry, [source.portal, destination.portal], ctx);
     if (controller.signal.aborted) throw cancelledError(controller.signal);
     const result = await transfer(request, { ...options, store });
     progress?.clear();
@@ -95,6 +98,22 @@ export async function transferCommand(flags: TransferFlags, ctx: CommandContext)
     untrap();
     await registry.closeAll();
     if (store) await store.close().catch((error: unknown) => out.error(errorLine({ code: ErrorCode.STORE_ERROR, message: `closing the store: ${describeError(error).message}` })));
+  }
+}
+
+/**
+ * Before a job starts, clean up after jobs whose process died (as `ketter recover` does),
+ * keeping staging a later run of the same request can resume. Reports on stderr only what
+ * it removed; never fails the transfer, and never writes to stdout, which belongs to `--json`.
+ */
+async function recoverQuietly(store: Store, registry: PortalRegistry, known: Portal[], ctx: CommandContext): Promise<void> {
+  try {
+    const operator = ctx.loaded.config.operator;
+    const report = await recoverInterrupted(store, registry, ctx.loaded, known, { keepResumable: true, ...(operator === undefined ? {} : { operator }) });
+    const removed = { jobs: report.jobs.filter((job) => job.removed.length > 0) };
+    for (const line of recoveryLines(removed)) ctx.out.error(`ketter: recovered ${line}\n`);
+  } catch (error) {
+    ctx.out.error(`ketter: recovery of interrupted jobs skipped: ${describeError(error).message}\n`);
   }
 }
 

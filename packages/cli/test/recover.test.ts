@@ -1,0 +1,102 @@
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JsonlStore } from '@ketter/core';
+import { JobEventFactory } from '@ketter/core/testing';
+import { parseJson, removeDir, runCli, tempDir } from './helpers.js';
+
+/**
+ * Record a job as a dead process left it: created, started by a pid that no longer runs,
+ * preflight passed with a staging path, and nothing after.
+ */
+async function recordDeadJob(storeDir: string, dest: string, source: string): Promise<string> {
+  const store = new JsonlStore({ dir: storeDir });
+  await store.open();
+  try {
+    const f = new JobEventFactory({ host: hostname() });
+    const destination = dest.replace(/^\/+/, '');
+    await store.append([
+      f.next('job.created', {
+        mode: 'copy',
+        source: { portal: 'local', path: source.replace(/^\/+/, '') },
+        destination: { portal: 'local', path: destination },
+        algorithm: 'sha256',
+        onConflict: 'fail',
+        requestedStrategy: 'auto',
+      }),
+      // A pid above the kernel's maximum: certainly not running.
+      f.next('job.started', { pid: 2 ** 22 + 1 }),
+      f.next('preflight.passed', { requiredBytes: 10, freeBytes: null, staging: `${destination}/.ketter-${f.jobId}.partial` }),
+    ]);
+    return f.jobId;
+  } finally {
+    await store.close();
+  }
+}
+
+describe('ketter recover', () => {
+  let root: string;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    root = await tempDir();
+    env = { KETTER_HOME: join(root, 'home') };
+  });
+  afterAll(async () => removeDir(root));
+
+  it('reports nothing to do on a clean store (exit 0)', async () => {
+    const run = await runCli(['recover'], { env });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/nothing to recover/);
+    const json = await runCli(['recover', '--json'], { env });
+    expect(parseJson(json.stdout)).toMatchObject({ recovered: 0, jobs: [], removed: [] });
+  });
+
+  it('marks a dead job interrupted and removes its staging, once', async () => {
+    const dest = join(root, 'out');
+    await mkdir(dest, { recursive: true });
+    const id = await recordDeadJob(env.KETTER_HOME as string, dest, join(root, 'Reel 1'));
+    await mkdir(join(dest, `.ketter-${id}.partial`, 'audio'), { recursive: true });
+    await writeFile(join(dest, `.ketter-${id}.partial`, 'audio', 'half.wav'), 'partial bytes');
+    await writeFile(join(dest, 'keep me.txt'), 'not ours');
+
+    const run = await runCli(['recover', '--json'], { env });
+    expect(run.code, run.stderr).toBe(0);
+    const report = parseJson<{ recovered: number; jobs: { jobId: string; committed: boolean; removed: string[] }[]; removed: string[] }>(run.stdout);
+    expect(report.recovered).toBe(1);
+    expect(report.jobs[0]).toMatchObject({ jobId: id, committed: false });
+    expect(report.removed).toEqual([join(dest, `.ketter-${id}.partial`)]);
+    expect(await readdir(dest)).toEqual(['keep me.txt']);
+
+    const show = parseJson<{ status: string; events: { type: string }[] }>((await runCli(['jobs', 'show', id, '--json'], { env })).stdout);
+    expect(show.status).toBe('interrupted');
+    expect(show.events.map((e) => e.type)).toContain('job.interrupted');
+
+    const again = await runCli(['recover'], { env });
+    expect(again.stdout).toMatch(/nothing to recover/);
+  });
+
+  it('runs quietly at the start of ketter transfer: leftovers reported on stderr only, never in --json stdout', async () => {
+    const dest = join(root, 'out2');
+    await mkdir(dest, { recursive: true });
+    const id = await recordDeadJob(env.KETTER_HOME as string, dest, join(root, 'Reel 2'));
+    await mkdir(join(dest, `.ketter-${id}.partial`));
+    const source = join(root, 'Reel 3');
+    await mkdir(source);
+    await writeFile(join(source, 'take.wav'), 'take');
+
+    const run = await runCli(['transfer', '--from', source, '--to', dest, '--json'], { env });
+    expect(run.code, run.stderr).toBe(0);
+    const json = parseJson<{ status: string }>(run.stdout);
+    expect(json.status).toBe('succeeded');
+    expect(run.stdout).not.toMatch(/recovered|interrupted/);
+    expect(run.stderr).toMatch(new RegExp(`recovered job ${id} marked interrupted: removed `));
+    expect((await readdir(dest)).sort()).toEqual(['Reel 3']);
+
+    // Nothing to recover the next time: stderr stays empty.
+    const next = await runCli(['transfer', '--from', source, '--to', join(root, 'out3'), '--json'], { env });
+    expect(next.code).toBe(0);
+    expect(next.stderr).toBe('');
+  });
+});
