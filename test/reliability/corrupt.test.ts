@@ -91,7 +91,7 @@ test('a staging path left by a failed rollback is removed by recovery', async ()
 // preflight.passed names was never recorded as removed. When a ZIP_FIRST rollback removes
 // the staging directory but cannot remove the archive, the job looks clean and its
 // `.ketter-<id>.archive.zip` stays forever. Passes once recovery also checks the archive.
-test.fails('an archive left by a failed ZIP_FIRST rollback is removed by recovery (known gap: it is not)', async () => {
+test('an archive left by a failed ZIP_FIRST rollback is removed by recovery', async () => {
   const before = await prepare();
   const dst = new FaultyAdapter(world.dstFs, [{ op: 'removeTree', path: /\.archive\.zip$/, kind: 'fail', times: Infinity }]);
   const error = await failureOf(

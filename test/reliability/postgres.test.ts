@@ -89,7 +89,7 @@ describe.skipIf(!reachable)(`PostgreSQL connections dropped mid-job${reachable ?
   // makes the client emit an unhandled 'error' and the whole process dies (uncaught
   // exception: no job.failed, no rollback; recovery cleans up later). Passes once the store
   // listens for 'error' on checked-out clients.
-  test.fails('the job process survives its connections being dropped and reports an outcome (known store bug)', () => {
+  test('the job process survives its connections being dropped and reports an outcome', () => {
     for (const mode of ['copy', 'move'] as const) {
       const run = runs.get(mode);
       expect(run?.code, run?.stderr).toBe(0);

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { JobEmitter } from './engine/emitter.js';
 import { defaultOperator } from './engine/settings.js';
+import { isAlive } from './store/jsonl/process-liveness.js';
 import type { EventHook } from './engine/types.js';
 import type { KetterEvent } from './events.js';
 import { baseName, joinPath, parentPath } from './paths.js';
@@ -82,13 +83,18 @@ function isResumable(job: JobDetail): boolean {
   return decided?.type === 'plan.decided' && decided.strategy === 'DIRECT' && decided.rootKind === 'directory';
 }
 
-/** A job that created staging, never committed, and never recorded removing it. */
+/** A job that created staging (or a ZIP_FIRST archive), never committed, and never recorded removing it all. */
 function hasUnremovedStaging(job: JobDetail): boolean {
   if (job.events.some((e) => e.type === 'job.committed')) return false;
   const staging = job.events.find((e) => e.type === 'preflight.passed');
   if (staging?.type !== 'preflight.passed' || staging.staging === '') return false;
+  const created = [staging.staging];
+  const decided = job.events.find((e) => e.type === 'plan.decided');
+  if (decided?.type === 'plan.decided' && decided.strategy === 'ZIP_FIRST') {
+    created.push(joinPath(parentPath(staging.staging), `.ketter-${job.id}.archive.zip`));
+  }
   const removed = new Set(job.events.flatMap((e) => (e.type === 'staging.removed' ? [e.path] : [])));
-  return !removed.has(staging.staging);
+  return created.some((path) => !removed.has(path));
 }
 
 async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, options: RecoverOptions, interrupt: boolean): Promise<RecoveredJob> {
@@ -158,10 +164,5 @@ function processAlive(job: JobDetail): boolean {
   if (!started || started.type !== 'job.started') return true;
   if (started.host !== hostname()) return true;
   if (started.pid === process.pid) return true;
-  try {
-    process.kill(started.pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
+  return isAlive({ pid: started.pid, host: started.host });
 }

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { JsonlStore, type KetterEvent } from '@ketter/core';
 import { describeStoreConformance } from '../src/testing/store-suite.js';
 import { jobEvents } from '../src/testing/event-factory.js';
+import { reduceJob } from '../src/store/job-state.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const childScript = fileURLToPath(new URL('./fixtures/jsonl-child.mjs', import.meta.url));
@@ -269,6 +270,26 @@ describe('JsonlStore on disk', () => {
   });
 });
 
+/** The job index head (sealed as {"c":"<digest>","j":<head>}). */
+async function indexHead(dir: string): Promise<{ trail: { records: number } }> {
+  return (JSON.parse(await readFile(join(dir, 'jobs', 'index.json'), 'utf8')) as { j: { trail: { records: number } } }).j;
+}
+
+/** A fresh store lists exactly these jobs, most recent first, each summary as reduceJob derives it. */
+async function expectIndexAgrees(dir: string, jobs: readonly (readonly KetterEvent[])[]): Promise<void> {
+  const store = new JsonlStore({ dir });
+  await store.open();
+  const expected = jobs
+    .map((events) => reduceJob(events)!)
+    .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))
+    .map(({ events: _events, ...summary }) => summary);
+  const listed = await store.listJobs();
+  expect(listed.map((j) => j.id).sort()).toEqual(expected.map((j) => j.id).sort());
+  for (const job of expected) expect(listed.find((j) => j.id === job.id)).toEqual(job);
+  expect(listed.map((j) => Date.parse(j.createdAt))).toEqual(expected.map((j) => Date.parse(j.createdAt)));
+  await store.close();
+}
+
 describe('JsonlStore across processes', () => {
   let bundle: string;
   const children: ChildProcess[] = [];
@@ -336,6 +357,40 @@ describe('JsonlStore across processes', () => {
     expect(await store.verifyAudit()).toEqual({ ok: true, records: 4000 });
     for (const events of jobs) expect((await store.getJob(events[0]!.jobId))!.events).toEqual(events);
     await store.close();
+    // The job index the writers kept between them is at the end of the chain and agrees with the events.
+    expect((await indexHead(dir)).trail.records).toBe(4000);
+    await expectIndexAgrees(dir, jobs);
+  });
+
+  test('readers rebuilding the job index while processes append leave index and trail consistent', async () => {
+    const dir = await tempDir();
+    const work = await tempDir();
+    const jobs = Array.from({ length: 4 }, (_, i) =>
+      jobEvents({ files: 300, outcome: (['succeeded', 'failed', 'running', 'cancelled'] as const)[i], start: new Date(Date.UTC(2026, 4, 1, 8, i)) }),
+    );
+    const runs = await Promise.all(
+      jobs.map(async (events) => startChild(dir, 'append', { eventsFile: await eventsFile(work, events), batchSize: 10 })),
+    );
+    let done = false;
+    const codes = Promise.all(runs.map((r) => r.exited)).finally(() => (done = true));
+    let reads = 0;
+    while (!done) {
+      // Drop the index now and then, so readers rebuild and save it while writers update it.
+      if (reads % 3 === 0) await rm(join(dir, 'jobs'), { recursive: true, force: true });
+      const reader = new JsonlStore({ dir });
+      await reader.open();
+      const listed = await reader.listJobs();
+      await reader.close();
+      for (const row of listed) {
+        const events = jobs.find((e) => e[0]!.jobId === row.id);
+        expect(events, 'only jobs that were appended are listed').toBeDefined();
+      }
+      reads += 1;
+    }
+    expect(await codes).toEqual([0, 0, 0, 0]);
+    expect(reads).toBeGreaterThan(0);
+    await expectIndexAgrees(dir, jobs);
+    expect((await indexHead(dir)).trail.records).toBe(jobs.reduce((n, e) => n + e.length, 0));
   });
 
   test("a child's lock blocks this process; after kill -9 it is reported dead and reclaimable", async () => {

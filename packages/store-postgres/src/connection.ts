@@ -50,6 +50,13 @@ export async function inTransaction<T>(
     throw toStoreError(error, operation, connection.redactor);
   }
   let broken = false;
+  // A checked-out client losing its link emits 'error' on itself (the pool listens only
+  // while it is idle); unheard, that ends the process. The query in flight rejects with the
+  // same failure, which is what the caller sees.
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query(begin);
     const result = await fn(client);
@@ -63,6 +70,7 @@ export async function inTransaction<T>(
     }
     throw toStoreError(error, operation, connection.redactor);
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

@@ -3,13 +3,14 @@ import type { ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
 import type { TransferPlan } from '../plan.js';
 import { commitStaging } from './commit.js';
-import { copyAndHash } from './file-copy.js';
+import { copyAndHash, copyVerifyOverlapped, OVERLAP_VERIFY_BYTES, type CopiedFile } from './file-copy.js';
+import { OFF_THREAD_ALGORITHMS } from '../hash/offthread.js';
 import type { JobRun, StagedFile } from './job-run.js';
 import { forEachLimit } from './pool.js';
 import { preflight } from './preflight.js';
 import { withRetry } from './retry.js';
 import { deleteSources } from './source-delete.js';
-import { hasServerHash, verifyByReread, verifyStaged } from './verify.js';
+import { hasServerHash, recordVerification, verifyByReread, verifyStaged } from './verify.js';
 import { finishIdentical, preserveTimes } from './finish.js';
 import type { TransferResult } from './types.js';
 import { canKeep, findResumable, type Resumable } from './resume.js';
@@ -45,8 +46,10 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
       staged.push(kept);
       return;
     }
-    const file = await stageFile(run, entry);
-    if (inlineVerify) await verifyByReread(run, file);
+    const overlapped = inlineVerify && entry.size >= OVERLAP_VERIFY_BYTES && OFF_THREAD_ALGORITHMS.has(run.settings.algorithm);
+    const { file, destination } = await stageFile(run, entry, overlapped);
+    if (destination) recordVerification(run, file, destination, 'reread');
+    else if (inlineVerify) await verifyByReread(run, file);
     staged.push(file);
   });
   if (!inlineVerify) await verifyStaged(run, staged);
@@ -89,8 +92,11 @@ function concurrencyFor(run: JobRun, files: readonly ManifestEntry[]): number {
   return big === files.length ? Math.min(2, run.runtime.concurrency) : run.runtime.concurrency;
 }
 
-/** Copy one file into staging with per-file retries of transient faults. */
-async function stageFile(run: JobRun, entry: ManifestEntry): Promise<StagedFile> {
+/**
+ * Copy one file into staging with per-file retries of transient faults. With `overlapped`,
+ * the copy is read back and hashed while it is written, and that destination hash is returned.
+ */
+async function stageFile(run: JobRun, entry: ManifestEntry, overlapped: boolean): Promise<{ file: StagedFile; destination?: CopiedFile }> {
   const stagedPath = run.stagedPathOf(entry);
   const sourcePath = joinPath(run.source.path, entry.path);
   const dest = run.destAdapter;
@@ -98,18 +104,18 @@ async function stageFile(run: JobRun, entry: ManifestEntry): Promise<StagedFile>
   const copied = await withRetry(
     async (attempt) => {
       attemptBytes = 0;
-      const result = await copyAndHash(
-        { adapter: run.sourceAdapter, path: sourcePath },
-        { adapter: dest, path: stagedPath, mode: entry.mode },
-        entry.size,
-        run.settings.algorithm,
-        (n) => {
-          attemptBytes += n;
-          run.emitter.progress.bytesDone += n;
-        },
-        run.signal,
-      );
-      return { ...result, attempt };
+      const onBytes = (n: number) => {
+        attemptBytes += n;
+        run.emitter.progress.bytesDone += n;
+      };
+      const fromFile = { adapter: run.sourceAdapter, path: sourcePath };
+      const toFile = { adapter: dest, path: stagedPath, mode: entry.mode };
+      if (overlapped) {
+        const both = await copyVerifyOverlapped(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
+        return { ...both.source, destination: both.destination, attempt };
+      }
+      const result = await copyAndHash(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
+      return { ...result, destination: undefined, attempt };
     },
     run.runtime.retry,
     async (error, attempt, delayMs) => {
@@ -140,5 +146,6 @@ async function stageFile(run: JobRun, entry: ManifestEntry): Promise<StagedFile>
     sourceMtimeMs: entry.mtimeMs,
   });
   run.emitter.progress.filesDone += 1;
-  return { entry, stagedPath, hash: copied.hash, size: copied.size };
+  const file = { entry, stagedPath, hash: copied.hash, size: copied.size };
+  return copied.destination ? { file, destination: copied.destination } : { file };
 }

@@ -1,6 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { EPHEMERAL_EVENTS, EVENT_VERSION, TERMINAL_EVENTS, type EventPayload, type KetterEvent, type Phase } from '../events.js';
-import { ErrorCode, KetterError } from '../errors.js';
+import { ErrorCode, isTransient, KetterError } from '../errors.js';
+import { backoffDelay, sleep } from './retry.js';
+
+const STORE_ATTEMPTS = 4;
+const STORE_RETRY = { attempts: STORE_ATTEMPTS, baseDelayMs: 250, maxDelayMs: 2000 };
 import type { Store } from '../store.js';
 import type { EventHook } from './types.js';
 
@@ -136,7 +140,7 @@ export class JobEmitter {
       if (this.#failure) return;
       for (let i = 0; i < batch.length; i += this.#o.batchSize) {
         try {
-          await this.#o.store.append(batch.slice(i, i + this.#o.batchSize));
+          await this.#appendWithRetry(batch.slice(i, i + this.#o.batchSize));
         } catch (error) {
           this.#failure = error;
           return;
@@ -144,6 +148,18 @@ export class JobEmitter {
       }
     });
     return this.#writing;
+  }
+
+  /** A dropped store connection is retried a few times before the job gives up on it. */
+  async #appendWithRetry(events: KetterEvent[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#o.store.append(events);
+      } catch (error) {
+        if (attempt >= STORE_ATTEMPTS || !isTransient(error)) throw error;
+        await sleep(backoffDelay(attempt, STORE_RETRY));
+      }
+    }
   }
 
   #storeError(cause: unknown): KetterError {

@@ -113,6 +113,8 @@ export class FaultyAdapter implements Adapter {
   readonly fired: FiredFault[] = [];
   #slots: Slot[] = [];
 
+  declare readFile?: (path: string, options?: { signal?: AbortSignal }) => Promise<Uint8Array>;
+  declare writeFile?: (path: string, data: Uint8Array, options?: { mode?: number; signal?: AbortSignal }) => Promise<void>;
   declare setTimes?: (path: string, mtimeMs: number) => Promise<void>;
   declare setMode?: (path: string, mode: number) => Promise<void>;
   declare sync?: (paths: readonly string[]) => Promise<void>;
@@ -124,7 +126,27 @@ export class FaultyAdapter implements Adapter {
     this.inner = inner;
     for (const fault of faults) this.add(fault);
     // Only what the wrapped adapter offers: capability flags and methods must keep agreeing.
-    const { setTimes, setMode, sync, statfs, hash, extract } = inner;
+    const { readFile, writeFile, setTimes, setMode, sync, statfs, hash, extract } = inner;
+    // The small-file fast path is the same data path as the streams: openRead/openWrite
+    // faults apply to it, by going through the faulty streams when one is pending.
+    if (readFile) {
+      this.readFile = async (path, options) => {
+        if (!this.#pending('openRead', path)) return readFile.call(inner, path, options);
+        const chunks: Buffer[] = [];
+        for await (const chunk of this.openRead(path, options)) chunks.push(chunk as Buffer);
+        return Buffer.concat(chunks);
+      };
+    }
+    if (writeFile) {
+      this.writeFile = async (path, data, options) => {
+        if (!this.#pending('openWrite', path)) return writeFile.call(inner, path, data, options);
+        const stream = this.openWrite(path, options);
+        await new Promise<void>((resolve, reject) => {
+          stream.once('error', reject);
+          stream.end(Buffer.from(data.buffer, data.byteOffset, data.byteLength), () => resolve());
+        });
+      };
+    }
     if (setTimes) this.setTimes = (path, mtimeMs) => this.#call('setTimes', [path], () => setTimes.call(inner, path, mtimeMs));
     if (setMode) this.setMode = (path, mode) => this.#call('setMode', [path], () => setMode.call(inner, path, mode));
     if (sync) this.sync = (paths) => this.#call('sync', paths, () => sync.call(inner, paths));
@@ -300,6 +322,11 @@ export class FaultyAdapter implements Adapter {
   }
 
   /** Claim the pending faults that match this call. */
+  /** Whether a fault waits for this operation on this path (without taking it). */
+  #pending(op: FaultOperation, path: string): boolean {
+    return this.#slots.some((slot) => slot.fault.op === op && slot.remaining > 0 && matches(slot.fault.path, path));
+  }
+
   #take(op: FaultOperation, paths: readonly string[]): TakenFault[] {
     const taken: TakenFault[] = [];
     for (const slot of this.#slots) {

@@ -37,6 +37,13 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const sourceHashes = new Map<string, { hash: string; size: number }>();
   const zip = new ZipFile();
   let packError: unknown = null;
+  // yazl listens for errors on neither the streams it is given nor reports them on its
+  // output: a failing source read ends the archive output here, and the streams handed to
+  // yazl never emit 'error' themselves (an unheard 'error' would crash the process).
+  const failPack = (error: unknown) => {
+    packError ??= error;
+    (zip.outputStream as unknown as PassThrough).destroy(error instanceof Error ? error : new Error(String(error)));
+  };
 
   for (const entry of manifest.entries) {
     const options = { mtime: new Date(entry.mtimeMs), mode: entryMode(entry) };
@@ -47,7 +54,10 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
     const sourcePath = joinPath(run.source.path, entry.path);
     zip.addReadStreamLazy(entry.path, { ...options, compress: false, size: entry.size }, (cb) => {
       // Opened only when yazl reaches this entry: one source file open at a time.
-      if (run.signal?.aborted) return cb(null, failedStream(new KetterError('CANCELLED', 'cancelled')));
+      if (run.signal?.aborted) {
+        failPack(new KetterError('CANCELLED', 'cancelled'));
+        return cb(null, new PassThrough());
+      }
       const open = async (): Promise<Readable> => {
         const hasher = await createHasher(algorithm);
         const signalOption = run.signal ? { signal: run.signal } : {};
@@ -60,25 +70,22 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
           run.emitter.progress.filesDone += 1;
         });
         input.once('error', (error) => {
-          packError ??= error;
-          hashing.destroy(error);
+          failPack(error);
+          hashing.destroy();
         });
+        hashing.on('error', failPack);
         return input.pipe(hashing);
       };
       open().then(
         (stream) => cb(null, stream),
         (error: unknown) => {
-          packError ??= error;
-          cb(null, failedStream(error));
+          failPack(error);
+          cb(null, new PassThrough());
         },
       );
     });
   }
-  // yazl reports a failing input stream on the ZipFile, not on its output: end the output with it.
-  zip.on('error', (error: unknown) => {
-    packError ??= error;
-    (zip.outputStream as unknown as PassThrough).destroy(error instanceof Error ? error : new Error(String(error)));
-  });
+  zip.on('error', failPack);
   zip.end();
 
   const archiveHasher = await createHasher(algorithm);
@@ -131,10 +138,4 @@ function hashingTransform(hasher: Hasher, onBytes: (n: number) => void, onEnd: (
       done();
     },
   });
-}
-
-function failedStream(error: unknown): PassThrough {
-  const stream = new PassThrough();
-  queueMicrotask(() => stream.destroy(error instanceof Error ? error : new Error(String(error))));
-  return stream;
 }

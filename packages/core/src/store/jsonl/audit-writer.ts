@@ -4,11 +4,27 @@ import { checkRecord, encodeRecord } from './chain.js';
 import { dailyFileName, listDailyFiles, readRange, splitLines } from './daily-files.js';
 import { EMPTY_HEAD, readHead, writeHead, type ChainHead } from './head.js';
 
+/** Where an appended batch landed. */
+export interface WrittenBatch {
+  /** Daily file the batch went to. */
+  file: string;
+  /** Whether this batch created that file. */
+  created: boolean;
+  /** Offset of the batch's first record in the file. */
+  start: number;
+  /** Offset just past its last record (the file's size). */
+  end: number;
+  /** Byte length of its last record, `\n` included. */
+  lastLength: number;
+  /** Hash of its last record. */
+  hash: string;
+}
+
 /**
  * Append serialised events as chained records. The caller holds the audit mutex, so the
  * head read here is the true end of the chain and nobody else writes until we return.
  */
-export async function appendRecords(auditDir: string, eventJsons: readonly string[], now: Date, durable: boolean): Promise<void> {
+export async function appendRecords(auditDir: string, eventJsons: readonly string[], now: Date, durable: boolean): Promise<WrittenBatch> {
   const recorded = await readHead(auditDir);
   const head = await adoptUnrecorded(auditDir, recorded === 'corrupt' ? null : recorded);
 
@@ -43,6 +59,7 @@ export async function appendRecords(auditDir: string, eventJsons: readonly strin
   }
   if (durable && created) await syncDir(auditDir);
   await writeHead(auditDir, { file, size, records: head.records + eventJsons.length, hash: prev }, durable);
+  return { file, created, start: size - batch.length, end: size, lastLength: lines.at(-1)?.length ?? 0, hash: prev };
 }
 
 /**

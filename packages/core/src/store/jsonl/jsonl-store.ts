@@ -6,14 +6,18 @@ import { pathsOverlap } from '../../paths.js';
 import type { AuditReport, HeldLock, JobDetail, JobFilter, JobSummary, LockLease, LockRequest, Store } from '../../store.js';
 import { takeSnapshot, verifyChain } from './audit-verify.js';
 import { appendRecords } from './audit-writer.js';
-import { EventIndex } from './event-index.js';
+import { readJob } from './job-reader.js';
 import { findConflict, partitionByLiveness, readLockTable, writeLockTable, type LockEntry } from './lock-table.js';
 import { withMutex } from './mutex.js';
 import { currentProcess, isAlive } from './process-liveness.js';
+import { SummaryIndex } from './summary-index.js';
 
 /** Options of {@link JsonlStore}. */
 export interface JsonlStoreOptions {
-  /** Directory holding the store: `audit/` (daily event files and the chain head) and `locks.json`. */
+  /**
+   * Directory holding the store: `audit/` (daily event files and the chain head), `jobs/`
+   * (the job summary index, a cache rebuilt from `audit/` when missing) and `locks.json`.
+   */
   dir: string;
   /** Clock used to pick the daily file and stamp locks; for tests. Defaults to the system clock. */
   now?: () => Date;
@@ -48,7 +52,7 @@ export class JsonlStore implements Store {
   readonly #now: () => Date;
   readonly #durable: boolean;
   readonly #mutexTimeoutMs: number | undefined;
-  readonly #index: EventIndex;
+  readonly #index: SummaryIndex;
   #open = false;
 
   constructor(options: JsonlStoreOptions) {
@@ -61,7 +65,7 @@ export class JsonlStore implements Store {
     this.#now = options.now ?? (() => new Date());
     this.#durable = options.durable ?? true;
     this.#mutexTimeoutMs = options.mutexTimeoutMs;
-    this.#index = new EventIndex(this.#auditDir);
+    this.#index = new SummaryIndex(options.dir, this.#auditDir, (fn) => withMutex(this.#auditDir, fn, this.#mutexTimeoutMs));
   }
 
   /** The store's directory. */
@@ -80,27 +84,40 @@ export class JsonlStore implements Store {
 
   async close(): Promise<void> {
     this.#open = false;
-    this.#index.clear();
+    this.#index.reset();
   }
 
   async append(events: readonly KetterEvent[]): Promise<void> {
     this.#requireOpen();
     // Validate the whole batch before writing any of it: a batch is stored whole or not at all.
-    const lines = events.map((event, i) => JSON.stringify(validEvent(event, i)));
+    const valid = events.map((event, i) => validEvent(event, i));
+    const lines = valid.map((event) => JSON.stringify(event));
     if (lines.length === 0) return;
-    await this.#withAuditMutex(() => appendRecords(this.#auditDir, lines, this.#now(), this.#durable), 'append events');
+    await this.#withAuditMutex(async () => {
+      const written = await appendRecords(this.#auditDir, lines, this.#now(), this.#durable);
+      // The batch is stored; the summary index is a cache the next reader repairs if this fails.
+      await this.#index.afterAppend(valid, written).catch(() => undefined);
+    }, 'append events');
   }
 
+  /** Streams the trail from the job's first daily file, parsing only that job's records. */
   async getJob(id: string): Promise<JobDetail | null> {
     this.#requireOpen();
-    await this.#refresh();
-    return this.#index.getJob(id);
+    try {
+      return await readJob(this.#auditDir, id, await this.#index.startFile(id));
+    } catch (error) {
+      throw storeError('cannot read the audit trail', error);
+    }
   }
 
+  /** Reads the job summary index (brought up to date with the trail first). */
   async listJobs(filter?: JobFilter): Promise<JobSummary[]> {
     this.#requireOpen();
-    await this.#refresh();
-    return this.#index.listJobs(filter);
+    try {
+      return await this.#index.list(filter);
+    } catch (error) {
+      throw storeError('cannot read the job index', error);
+    }
   }
 
   async acquireLocks(request: LockRequest): Promise<LockLease> {
@@ -170,14 +187,6 @@ export class JsonlStore implements Store {
         return releasing;
       },
     };
-  }
-
-  async #refresh(): Promise<void> {
-    try {
-      await this.#index.refresh();
-    } catch (error) {
-      throw storeError('cannot read the audit trail', error);
-    }
   }
 
   async #withAuditMutex<T>(fn: () => Promise<T>, what: string): Promise<T> {
