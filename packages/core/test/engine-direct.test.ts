@@ -70,6 +70,33 @@ describe('DIRECT lifecycle', () => {
     expect(await leftovers(env.dstDir)).toEqual([]);
   });
 
+  test('a large file is verified while it is copied; a corrupted write of it is caught', async () => {
+    const big = Buffer.alloc(80 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 0xff;
+    await writeTree(env.srcDir, { 'reel/picture.mov': big });
+    const ok = await transfer(
+      { mode: 'copy', source: { portal: env.src, path: 'reel/picture.mov' }, destination: { portal: env.dst, path: 'good' } },
+      { store: env.store, onEvent: env.onEvent },
+    );
+    const verified = env.events.find((e) => e.type === 'file.verified');
+    expect(verified).toMatchObject({ method: 'reread', sourceHash: sha256(big), destinationHash: sha256(big) });
+    expect(sha256(await readFile(join(env.dstDir, 'good/picture.mov')))).toBe(sha256(big));
+    expect(ok.bytesCopied).toBe(big.length);
+
+    // Every write of it, including preflight's writability probe of the staging name.
+    const faulty = new FaultyAdapter(env.dst.adapter, [{ op: 'openWrite', kind: 'corrupt', afterBytes: 50 * 1024 * 1024, times: Infinity }]);
+    const error = await failure(
+      transfer(
+        { mode: 'move', source: { portal: env.src, path: 'reel/picture.mov' }, destination: { portal: env.portalOver(faulty), path: 'bad' } },
+        { store: env.store },
+      ),
+    );
+    expect(error.code).toBe('CHECKSUM_MISMATCH');
+    expect(faulty.fired).toHaveLength(1);
+    expect(await leftovers(join(env.dstDir, 'bad'))).toEqual([]);
+    expect(sha256(await readFile(join(env.srcDir, 'reel/picture.mov')))).toBe(sha256(big));
+  });
+
   test('DESTINATION_EXISTS touches nothing', async () => {
     await writeTree(env.srcDir, SESSION);
     await writeTree(env.dstDir, { 'Mézcla final/voz 01 ñ.wav': 'older take', 'Mézcla final/notes.txt': 'keep me' });

@@ -187,8 +187,9 @@ describe('JSONL store over a history of a million events', () => {
     'a fresh store answers listJobs (index rebuilt, then read) and getJob within bounded memory',
     async () => {
       expect(history.records).toBeGreaterThanOrEqual(1_000_000);
-      const expected = [...history.summaries.values()].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt)).map(pick);
-      const expectedRunning = expected.filter((j) => j.status === 'running').map((j) => j.id);
+      const sorted = [...history.summaries.values()].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+      const expected = sorted.map(pick);
+      const expectedRunning = sorted.filter((j) => j.status === 'running').map((j) => j.id);
 
       type Listed = { all: JobSummary[]; running: string[] };
       const rebuild = await measure<Listed>('list');
@@ -198,11 +199,11 @@ describe('JSONL store over a history of a million events', () => {
         expect(m.result.running).toEqual(expectedRunning);
       }
 
-      const middle = expected[Math.floor(expected.length / 2)]!.id;
+      const middle = sorted[Math.floor(sorted.length / 2)]!.id;
       type Got = { status: string; events: number; inOrder: boolean } | null;
       const got = await measure<Got>('get', middle);
       expect(got.result).toEqual({ status: history.summaries.get(middle)!.status, events: FILES_PER_JOB * 2 + 5, inOrder: true });
-      const oldest = await measure<Got>('get', expected.at(-1)!.id);
+      const oldest = await measure<Got>('get', sorted.at(-1)!.id);
       expect(oldest.result).toMatchObject({ events: FILES_PER_JOB * 2 + 5, inOrder: true });
       const unknown = await measure<Got>('get', randomUUID());
       expect(unknown.result).toBeNull();
