@@ -156,6 +156,26 @@ describe('JSONL job summary index', () => {
     expect(await listFresh(dir)).toEqual(await derive(dir));
   });
 
+  test('during a long job the index position follows the trail without re-reading it', async () => {
+    await history();
+    const long = job({ files: 7000 }); // 14,006 events
+    await store.append(long.slice(0, 4));
+    const startRecords = (await indexHead(dir)).trail.records;
+    for (let i = 4; i < long.length - 2; i += 1000) await store.append(long.slice(i, Math.min(i + 1000, long.length - 2)));
+    // Past 10,000 records of file events the position moved, the running job unchanged.
+    const mid = await indexHead(dir);
+    expect(mid.trail.records).toBeGreaterThanOrEqual(startRecords + 10_000);
+    expect(await listFresh(dir)).toEqual(await derive(dir));
+    // Another process appending in between makes this one stop trusting what it wrote last.
+    const other = new JsonlStore({ dir, durable: false, now: () => clock });
+    await other.open();
+    await other.append(job({ outcome: 'created' }));
+    await other.close();
+    await store.append(long.slice(-2));
+    expect(await listFresh(dir)).toEqual(await derive(dir));
+    expect((await indexHead(dir)).trail.records).toBe(((await readHead(join(dir, 'audit'))) as { records: number }).records);
+  });
+
   test('a deleted index is rebuilt by the next reader, and saved', async () => {
     await history();
     const expected = await derive(dir);

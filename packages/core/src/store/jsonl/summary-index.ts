@@ -103,6 +103,7 @@ export class SummaryIndex {
       await this.#extendClean(events.length, written);
       return;
     }
+    const clean = this.#clean;
     this.#clean = null;
     const base = await readIndexBase(this.#jobsDir);
     const files = await listDailyFiles(this.#auditDir);
@@ -110,6 +111,10 @@ export class SummaryIndex {
     const session = holds ? IndexSession.resume(this.#jobsDir, this.#auditDir, base) : IndexSession.rebuild(this.#jobsDir, this.#auditDir, base);
     try {
       const until = { file: written.file, size: written.start };
+      // This process wrote everything since the index's position, none of it summary-changing: no need to read it.
+      if (holds && clean && samePosition(session.pos, clean.from) && clean.to.file === until.file && clean.to.size === until.size) {
+        session.pos = { ...clean.to };
+      }
       // A long history the index has not seen is rebuilt by a reader, outside the mutex.
       if ((await bytesBetween(this.#auditDir, files, session.pos, until)) > WRITER_GAP_BYTES) return;
       await session.catchUp(files, until);
