@@ -21,7 +21,7 @@ import { connectionError, isConnectionLoss, mapSftpError, SftpStatus, statusOf, 
 import { fingerprintPolicy, knownHostsPolicy, type HostKeyPolicy } from './host-key.js';
 import { walk } from './list.js';
 import { parseOptions, type ResolvedSftpOptions, type SftpAdapterOptions } from './options.js';
-import { HASH_TOOLS, probeTools, remoteExtract, remoteHash } from './remote-exec.js';
+import { HASH_TOOLS, probeTools, remoteExtract, remoteHash, remoteSync } from './remote-exec.js';
 import { sftpCalls, toFileStat } from './sftp-calls.js';
 import { SftpReadStream, SftpWriteStream, type OpenedFile } from './streams.js';
 import { parseSftpUrl, type FromUrlOptions } from './url.js';
@@ -40,6 +40,8 @@ const UNCONNECTED: AdapterCapabilities = Object.freeze({
 
 /** SFTP requests issued at once by tree-wide operations (remove, sync). */
 const TREE_CONCURRENCY = 16;
+/** From this many paths on (and where commands may run), one remote `sync -f` replaces per-file fsyncs. */
+const REMOTE_SYNC_THRESHOLD = 16;
 
 /** A tiny semaphore: run at most `limit` of the given tasks at once. */
 function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
@@ -85,6 +87,8 @@ export class SftpAdapter implements Adapter {
   readonly #options: ResolvedSftpOptions;
   #root: string;
   #capabilities: AdapterCapabilities = UNCONNECTED;
+  /** Server tools found at connect (only probed where commands may run). */
+  #tools: ReadonlySet<string> = new Set();
   #state: 'idle' | 'open' | 'closed' = 'idle';
   #conn: SshConnection | null = null;
   #reconnecting: Promise<SshConnection> | null = null;
@@ -257,6 +261,7 @@ export class SftpAdapter implements Adapter {
   // ---------------------------------------------------------------- capabilities
 
   #decideCapabilities(conn: SshConnection, tools: ReadonlySet<string>): void {
+    this.#tools = tools;
     const statfs = conn.extensions['statvfs@openssh.com'] === '2';
     const fsync = conn.extensions['fsync@openssh.com'] === '1';
     const serverSideHash = (Object.entries(HASH_TOOLS) as Array<[HashAlgorithm, string]>)
@@ -291,6 +296,17 @@ export class SftpAdapter implements Adapter {
    * with an error rather than skipping it.
    */
   async #sync(paths: readonly string[]): Promise<void> {
+    if (paths.length >= REMOTE_SYNC_THRESHOLD && this.#tools.has('sync')) {
+      // The paths synced together live in one staging tree Ketter created: one filesystem.
+      const dirs = [...new Set(paths.map((p) => this.#abs(parent(p))))];
+      const conn = await this.#ensure('sync', paths[0] ?? '');
+      try {
+        await remoteSync((command, signal) => conn.exec(command, signal), dirs.length > 64 ? dirs.slice(0, 1) : dirs);
+        return;
+      } catch (error) {
+        throw this.#mapError(error, { operation: 'sync', path: paths[0] ?? '' });
+      }
+    }
     const limit = limiter(TREE_CONCURRENCY);
     await Promise.all(
       paths.map((path) =>
@@ -335,6 +351,7 @@ export class SftpAdapter implements Adapter {
         algorithm,
         (absolute) => this.#relative(absolute),
         signal,
+        this.#tools,
       );
     } catch (error) {
       throw this.#mapError(error, { operation: `server-side ${algorithm}`, path: paths.length === 1 ? paths[0] : undefined });

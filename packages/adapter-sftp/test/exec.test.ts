@@ -134,3 +134,18 @@ describe('server-side extract', () => {
     expect((await adapter.stat('out-link'))?.kind).toBe('symlink');
   });
 });
+
+describe('server-side sync', () => {
+  test('many paths are made durable with one remote sync; a missing folder fails it', async () => {
+    await mkdir(join(roots.root, 'staged/sub'), { recursive: true });
+    const paths: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const name = `staged/${i % 2 ? 'sub/' : ''}f ${i}.wav`;
+      await writeFile(join(roots.root, name), `x${i}`);
+      paths.push(name);
+    }
+    await expect(adapter.sync!([...paths, 'staged/sub', 'staged'])).resolves.toBeUndefined();
+    const missing = Array.from({ length: 20 }, (_, i) => `gone/f${i}`);
+    await expect(adapter.sync!(missing)).rejects.toMatchObject({ code: 'IO_ERROR' });
+  });
+});

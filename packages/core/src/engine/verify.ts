@@ -1,4 +1,5 @@
 import { ErrorCode, KetterError } from '../errors.js';
+import { joinPath, normalizeRelative } from '../paths.js';
 import type { VerifyMethod } from '../events.js';
 import { forEachLimit } from './pool.js';
 import { rereadHash } from './file-copy.js';
@@ -6,6 +7,8 @@ import type { JobRun, StagedFile } from './job-run.js';
 
 /** Files per server-side hash command: one remote round trip hashes many files. */
 const SERVER_HASH_BATCH = 256;
+/** Hash commands in flight at once: each is one remote command on its own channel. */
+const SERVER_HASH_PARALLEL = 4;
 
 /** Whether the destination adapter can hash this job's algorithm without moving the bytes. */
 export function hasServerHash(run: JobRun): boolean {
@@ -50,16 +53,34 @@ export async function verifyStaged(run: JobRun, files: readonly StagedFile[]): P
     return;
   }
   const adapter = run.destAdapter;
-  for (let i = 0; i < files.length; i += SERVER_HASH_BATCH) {
-    const batch = files.slice(i, i + SERVER_HASH_BATCH);
-    const hashes = await (adapter.hash as NonNullable<typeof adapter.hash>)(
+  const hash = adapter.hash as NonNullable<typeof adapter.hash>;
+  const sizes = await stagedSizes(run, files);
+  const batches: StagedFile[][] = [];
+  for (let i = 0; i < files.length; i += SERVER_HASH_BATCH) batches.push(files.slice(i, i + SERVER_HASH_BATCH));
+  await forEachLimit(batches, SERVER_HASH_PARALLEL, async (batch) => {
+    const hashes = await hash(
       batch.map((f) => f.stagedPath),
       run.settings.algorithm,
       run.signal ? { signal: run.signal } : {},
     );
-    await forEachLimit(batch.entries(), run.runtime.concurrency, async ([j, file]) => {
-      const st = await adapter.stat(file.stagedPath);
-      recordVerification(run, file, { hash: hashes[j] ?? '', size: st?.size ?? -1 }, 'server');
-    });
+    batch.forEach((file, j) => recordVerification(run, file, { hash: hashes[j] ?? '', size: sizes.get(file.stagedPath) ?? -1 }, 'server'));
+  });
+}
+
+/** Sizes of staged files: one listing of the staging tree rather than a stat per file. */
+async function stagedSizes(run: JobRun, files: readonly StagedFile[]): Promise<Map<string, number>> {
+  const adapter = run.destAdapter;
+  const sizes = new Map<string, number>();
+  const staging = run.stagingPath;
+  if (staging !== null && files.length > 1 && (await adapter.stat(staging))?.kind === 'directory') {
+    for await (const item of adapter.list(staging)) {
+      if (item.kind === 'file') sizes.set(joinPath(staging, normalizeRelative(item.path)), item.size);
+    }
+    return sizes;
   }
+  await forEachLimit(files, run.runtime.concurrency, async (f) => {
+    const st = await adapter.stat(f.stagedPath);
+    if (st) sizes.set(f.stagedPath, st.size);
+  });
+  return sizes;
 }

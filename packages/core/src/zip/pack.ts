@@ -45,6 +45,7 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
     (zip.outputStream as unknown as PassThrough).destroy(error instanceof Error ? error : new Error(String(error)));
   };
 
+  const readAhead = smallFileReadAhead(run, manifest);
   for (const entry of manifest.entries) {
     const options = { mtime: new Date(entry.mtimeMs), mode: entryMode(entry) };
     if (entry.kind === 'directory') {
@@ -61,10 +62,10 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
       const open = async (): Promise<Readable> => {
         const hasher = await createHasher(algorithm);
         const signalOption = run.signal ? { signal: run.signal } : {};
-        const input =
-          entry.size <= SMALL_FILE_BYTES && src.readFile
-            ? Readable.from([Buffer.from(await src.readFile(sourcePath, signalOption))])
-            : src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...signalOption });
+        const prefetched = readAhead.take(entry);
+        const input = prefetched
+          ? Readable.from([Buffer.from(await prefetched)])
+          : src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...signalOption });
         const hashing = hashingTransform(hasher, (n) => (run.emitter.progress.bytesDone += n), (size) => {
           sourceHashes.set(entry.path, { hash: hasher.digest(), size });
           run.emitter.progress.filesDone += 1;
@@ -116,6 +117,49 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
     }
   }
   return { path: archivePath, bytes: archiveBytes, hash: archiveHasher.digest(), sourceHashes };
+}
+
+/** Small files read ahead of the archive writer (bounded by count and bytes). */
+const READ_AHEAD_FILES = 32;
+const READ_AHEAD_BYTES = 32 * 1024 * 1024;
+
+/**
+ * yazl asks for one entry's stream at a time; reading each small file only then makes the
+ * packer wait on one source round trip per file. This keeps the next small files' reads in
+ * flight (through the adapter's `readFile` fast path), in archive order.
+ */
+function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: ManifestEntry): Promise<Uint8Array> | null } {
+  const src = run.sourceAdapter;
+  const readFile = src.readFile?.bind(src);
+  const small = readFile ? manifest.entries.filter((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES) : [];
+  const index = new Map(small.map((e, i) => [e.path, i] as const));
+  const inFlight = new Map<number, { bytes: number; data: Promise<Uint8Array> }>();
+  let next = 0;
+  let bytes = 0;
+  const pump = (from: number) => {
+    next = Math.max(next, from);
+    while (next < small.length && inFlight.size < READ_AHEAD_FILES && (inFlight.size === 0 || bytes + (small[next] as ManifestEntry).size <= READ_AHEAD_BYTES)) {
+      const entry = small[next] as ManifestEntry;
+      const data = (readFile as NonNullable<typeof readFile>)(joinPath(run.source.path, entry.path), run.signal ? { signal: run.signal } : {});
+      data.catch(() => undefined); // reported when taken
+      inFlight.set(next, { bytes: entry.size, data });
+      bytes += entry.size;
+      next += 1;
+    }
+  };
+  return {
+    take(entry) {
+      const i = index.get(entry.path);
+      if (i === undefined) return null;
+      if (!inFlight.has(i)) pump(i);
+      const got = inFlight.get(i);
+      if (!got) return null;
+      inFlight.delete(i);
+      bytes -= got.bytes;
+      pump(i + 1);
+      return got.data;
+    },
+  };
 }
 
 /** Zip external attributes keep the type bits; yazl wants a full st_mode. */

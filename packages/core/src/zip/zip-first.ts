@@ -63,11 +63,7 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
     run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
   }
   await verifyStaged(run, staged);
-  const dest = run.destAdapter;
-  await forEachLimit(staged, run.runtime.concurrency, async (f) => {
-    if (dest.capabilities.setMode && dest.setMode) await dest.setMode(f.stagedPath, f.entry.mode);
-    if (dest.capabilities.setTimes && dest.setTimes) await dest.setTimes(f.stagedPath, f.entry.mtimeMs);
-  });
+  await restoreFileAttributes(run, staged);
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
   if (run.settings.mode === 'move') {
@@ -78,6 +74,31 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
   await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), 'directory');
   const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
   return run.succeed('ZIP_FIRST', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });
+}
+
+/**
+ * Give extracted files their source mode and mtime. One listing shows what extraction
+ * already restored (a server-side unzip restores both, to the second); only files that
+ * differ cost a request — over a high-latency link that is the difference between one
+ * round trip and two per file.
+ */
+async function restoreFileAttributes(run: JobRun, staged: readonly StagedFile[]): Promise<void> {
+  const dest = run.destAdapter;
+  const caps = dest.capabilities;
+  if (!(caps.setMode && dest.setMode) && !(caps.setTimes && dest.setTimes)) return;
+  const current = new Map<string, { mode: number; mtimeMs: number }>();
+  for await (const item of dest.list(run.stagingPath as string)) {
+    if (item.kind === 'file') current.set(normalizeRelative(item.path), { mode: item.mode, mtimeMs: item.mtimeMs });
+  }
+  await forEachLimit(staged, run.runtime.concurrency, async (f) => {
+    const now = current.get(f.entry.path);
+    if (caps.setMode && dest.setMode && (now === undefined || (now.mode & 0o7777) !== (f.entry.mode & 0o7777))) {
+      await dest.setMode(f.stagedPath, f.entry.mode);
+    }
+    if (caps.setTimes && dest.setTimes && (now === undefined || Math.abs(now.mtimeMs - f.entry.mtimeMs) >= caps.mtimePrecisionMs)) {
+      await dest.setTimes(f.stagedPath, f.entry.mtimeMs);
+    }
+  });
 }
 
 /** The archive at the destination: right size, and the same hash as the bytes written. */
