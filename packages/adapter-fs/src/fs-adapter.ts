@@ -258,6 +258,14 @@ export class FsAdapter implements Adapter {
     }
   }
 
+  /**
+   * The absolute local path of a root-relative `path` (already confined by core). Lets
+   * core move small files between two local volumes on its worker threads.
+   */
+  localPath(path: string): string {
+    return this.#abs(path);
+  }
+
   #abs(path: string): string {
     return path === '' ? this.#root : `${this.#root === '/' ? '' : this.#root}/${path}`;
   }

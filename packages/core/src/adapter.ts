@@ -143,4 +143,15 @@ export interface Adapter {
   hash?(paths: readonly string[], algorithm: HashAlgorithm, options?: { signal?: AbortSignal }): Promise<string[]>;
   /** Unpack the zip archive at `archive` into the existing directory `into`, on the storage side. */
   extract?(archive: string, into: string, options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * The absolute path of `path` on this machine's filesystem, for adapters whose storage is
+   * a local disk or a mounted volume. Optional. When both ends of a DIRECT job offer it,
+   * core copies and verifies small files on its own worker threads with synchronous
+   * `node:fs` calls instead of through this adapter's methods — the same proof (hash of
+   * the source as read, re-read and hash of the destination), at a fraction of the
+   * per-file cost. Paths are already confined by core; the adapter only joins `path` to its
+   * root. Omit it for anything not reachable as a local path (network protocols), and in
+   * wrappers that must see every read and write.
+   */
+  localPath?(path: string): string;
 }

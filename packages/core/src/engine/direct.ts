@@ -7,6 +7,7 @@ import { copyAndHash, copyVerifyOverlapped, OVERLAP_VERIFY_BYTES, type CopiedFil
 import { OFF_THREAD_ALGORITHMS } from '../hash/offthread.js';
 import type { JobRun, StagedFile } from './job-run.js';
 import { forEachLimit } from './pool.js';
+import { splitForLocalLane, stageWithLocalLane, warmLocalLane } from './local-lane.js';
 import { preflight } from './preflight.js';
 import { withRetry } from './retry.js';
 import { deleteSources } from './source-delete.js';
@@ -22,6 +23,7 @@ import { canKeep, findResumable, type Resumable } from './resume.js';
 export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<TransferResult> {
   const manifest = plan.manifest;
   run.decide(plan);
+  warmLocalLane(run, manifest.entries); // local fast lane: workers start while locks and preflight run
   await run.lock();
   const resume = await findResumable(run, manifest);
   if ((await preflight(run, manifest, plan.totalBytes, resume?.staging)) === 'identical') return finishIdentical(run, manifest, 'DIRECT');
@@ -40,7 +42,7 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   const order = [...files].sort((a, b) => b.size - a.size);
   const staged: StagedFile[] = [];
   const inlineVerify = !hasServerHash(run);
-  await forEachLimit(order, concurrencyFor(run, order), async (entry) => {
+  const stageOne = async (entry: ManifestEntry): Promise<void> => {
     const kept = resume ? await keepFromResume(run, resume, entry) : null;
     if (kept) {
       staged.push(kept);
@@ -51,7 +53,14 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
     if (destination) recordVerification(run, file, destination, 'reread');
     else if (inlineVerify) await verifyByReread(run, file);
     staged.push(file);
-  });
+  };
+  // --- local fast lane (local-lane.ts) -------------------------------------------------
+  // Between two local filesystems, small files are copied and verified on worker threads;
+  // the rest (and the lane's transient failures) take stageOne at the same time.
+  const lane = splitForLocalLane(run, order, resume);
+  if (lane) await stageWithLocalLane(run, lane, concurrencyFor(run, lane.rest), staged, stageOne);
+  else await forEachLimit(order, concurrencyFor(run, order), stageOne);
+  // --- end local fast lane -------------------------------------------------------------
   if (!inlineVerify) await verifyStaged(run, staged);
   if (run.settings.mode === 'move') {
     // Last look before the point of no return: a source edited since it was copied fails the job.

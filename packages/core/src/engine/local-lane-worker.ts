@@ -1,0 +1,145 @@
+/**
+ * Source of the local lane's worker thread (see `local-lane.ts`), run with
+ * `new Worker(source, { eval: true })`: an inline CommonJS string works the same from the
+ * TypeScript sources under test and from the bundled package, and needs only `node:`
+ * built-ins.
+ *
+ * Each message is a batch `{ id, tasks, stop }`; the reply is `{ id, results }` with one
+ * result per task, in order. Per file, with synchronous calls (a few µs each, against tens
+ * of µs of main-thread bookkeeping per asynchronous call):
+ *
+ * 1. open the source without following a link and without blocking on a FIFO; read it into
+ *    a buffer one byte larger than the scanned size, so growth shows; `fstat` the same
+ *    descriptor after reading: anything but a regular file of the scanned size and mtime is
+ *    `changed` (the job fails with SOURCE_CHANGED) and nothing is written;
+ * 2. hash the bytes read (the source hash, from the one read of the source);
+ * 3. create the destination exclusively (`wx`), write, set mode and times on the open
+ *    descriptor, close;
+ * 4. open the destination again and read it back from disk, and hash that: the
+ *    verification. It is never skipped.
+ *
+ * A failure after the destination was created removes it, so a retry through the adapter
+ * finds the name free. `stop` is a shared flag: once the main thread sets it (failure or
+ * cancellation), the remaining files of the batch are answered `stopped` without being
+ * touched.
+ */
+export const LANE_WORKER_SOURCE = String.raw`
+'use strict';
+const { parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const { createHash } = require('node:crypto');
+
+const C = fs.constants;
+const READ_SOURCE = C.O_RDONLY | (C.O_NOFOLLOW || 0) | (C.O_NONBLOCK || 0);
+const READ_BACK = C.O_RDONLY | (C.O_NOFOLLOW || 0);
+
+// Reused between files: a batch of small files allocates nothing per file.
+let sourceBuf = Buffer.allocUnsafeSlow(64 * 1024);
+let verifyBuf = Buffer.allocUnsafeSlow(64 * 1024);
+
+function fit(buf, n) {
+  return buf.length >= n ? buf : Buffer.allocUnsafeSlow(Math.max(n, buf.length * 2));
+}
+
+function readUpTo(fd, buf, limit) {
+  let n = 0;
+  while (n < limit) {
+    const got = fs.readSync(fd, buf, n, limit - n, n);
+    if (got === 0) break;
+    n += got;
+  }
+  return n;
+}
+
+function writeAll(fd, data) {
+  let n = 0;
+  while (n < data.length) n += fs.writeSync(fd, data, n, data.length - n, n);
+}
+
+function closeQuietly(fd) {
+  try {
+    fs.closeSync(fd);
+  } catch {}
+}
+
+function isRegularFile(fd) {
+  try {
+    return fs.fstatSync(fd).isFile();
+  } catch {
+    return true;
+  }
+}
+
+function changed(t, st, n) {
+  if (!st.isFile()) return true;
+  if (n !== t.size || st.size !== t.size) return true;
+  const drift = Math.abs(st.mtimeMs - t.mtimeMs);
+  return t.mtimeSlackMs > 0 ? drift >= t.mtimeSlackMs : drift !== 0;
+}
+
+function copyOne(t) {
+  let phase = 'read';
+  let fd = -1;
+  let created = false;
+  try {
+    fd = fs.openSync(t.src, READ_SOURCE);
+    sourceBuf = fit(sourceBuf, t.size + 1);
+    const n = readUpTo(fd, sourceBuf, t.size + 1);
+    const st = fs.fstatSync(fd);
+    fs.closeSync(fd);
+    fd = -1;
+    if (changed(t, st, n)) return { ok: false, phase: 'changed', size: st.isFile() ? st.size : -1 };
+    const data = sourceBuf.subarray(0, n);
+    const hash = createHash(t.algorithm).update(data).digest('hex');
+
+    phase = 'write';
+    // A resumed job's staging may hold a partial copy of this file from the interrupted run.
+    if (t.replace) fs.rmSync(t.dst, { recursive: true, force: true });
+    fd = fs.openSync(t.dst, 'wx', t.mode);
+    created = true;
+    writeAll(fd, data);
+    // The umask (or a default ACL) may have changed the mode given at creation; on an
+    // inode futimes dirties anyway, setting it outright costs less than checking it.
+    fs.fchmodSync(fd, t.mode);
+    // Exactly what the adapter path sets (a Date holds whole milliseconds), so DIRECT through
+    // either path and ZIP_FIRST leave identical mtimes.
+    const seconds = Math.trunc(t.mtimeMs) / 1000;
+    fs.futimesSync(fd, seconds, seconds);
+    fs.closeSync(fd);
+    fd = -1;
+
+    phase = 'verify';
+    fd = fs.openSync(t.dst, READ_BACK);
+    verifyBuf = fit(verifyBuf, t.size + 1);
+    const m = readUpTo(fd, verifyBuf, t.size + 1);
+    fs.closeSync(fd);
+    fd = -1;
+    const destHash = createHash(t.algorithm).update(verifyBuf.subarray(0, m)).digest('hex');
+    return { ok: true, hash, size: n, destHash, destSize: m };
+  } catch (error) {
+    // Replaced by a directory, a FIFO or a device since the scan: a change, not an I/O fault.
+    if (phase === 'read' && fd >= 0 && !isRegularFile(fd)) {
+      closeQuietly(fd);
+      return { ok: false, phase: 'changed', size: -1 };
+    }
+    if (fd >= 0) closeQuietly(fd);
+    if (created) {
+      try {
+        fs.unlinkSync(t.dst);
+      } catch {}
+    }
+    const e = error || {};
+    return { ok: false, phase, errno: typeof e.code === 'string' ? e.code : undefined, syscall: e.syscall, message: String(e.message || e) };
+  }
+}
+
+parentPort.on('message', (batch) => {
+  const stop = batch.stop ? new Int32Array(batch.stop) : null;
+  const results = [];
+  for (const task of batch.tasks) {
+    if (stop !== null && Atomics.load(stop, 0) !== 0) results.push({ ok: false, phase: 'stopped' });
+    else results.push(copyOne(task));
+  }
+  parentPort.postMessage({ id: batch.id, results });
+});
+`;

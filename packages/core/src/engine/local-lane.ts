@@ -1,0 +1,314 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { SMALL_FILE_BYTES } from '../adapter.js';
+import { cancelledError, ErrorCode, fromSystemError, isTransient, KetterError, throwIfAborted } from '../errors.js';
+import type { HashAlgorithm } from '../hash/algorithms.js';
+import type { ManifestEntry } from '../manifest.js';
+import { joinPath } from '../paths.js';
+import type { JobRun, StagedFile } from './job-run.js';
+import { LANE_WORKER_SOURCE } from './local-lane-worker.js';
+import { forEachLimit } from './pool.js';
+import type { Resumable } from './resume.js';
+import { hasServerHash, recordVerification } from './verify.js';
+
+/*
+ * The local fast lane. Between two adapters that expose `localPath` (local disks, mounted
+ * volumes), a small file costs more in main-thread bookkeeping of its ~14 asynchronous fs
+ * requests than in I/O. Here worker threads copy, hash and verify such files with
+ * synchronous calls, in batches, and the main thread only records the results — the same
+ * events, the same proof, the same failure codes as the adapter path.
+ *
+ * `FaultyAdapter` deliberately does not expose `localPath`: fault-injection tests must keep
+ * exercising the adapter path, and a wrapper that has to see every read and write must
+ * never be bypassed. Do not add it there.
+ */
+
+/** Algorithms the lane computes (OpenSSL through `node:crypto`, available in every worker). */
+const LANE_ALGORITHMS: ReadonlySet<HashAlgorithm> = new Set(['sha256', 'md5']);
+/** Files per batch: enough to make one message cheap per file, few enough to balance workers. */
+const BATCH_FILES = 64;
+/** Bytes per batch, so a batch of 1 MiB files does not hold back progress and cancellation. */
+const BATCH_BYTES = 8 * 1024 * 1024;
+
+/** One file for a worker: absolute paths, the scanned size and mtime, and what to set. */
+export interface LaneTask {
+  src: string;
+  dst: string;
+  size: number;
+  mtimeMs: number;
+  /** Mtime drift tolerated as "unchanged": 0 (exact) unless the source adapter stores coarser times. */
+  mtimeSlackMs: number;
+  mode: number;
+  algorithm: HashAlgorithm;
+  /** Clear whatever an interrupted run left at `dst` before creating it. */
+  replace: boolean;
+}
+
+/** A worker's answer for one file. */
+export type LaneResult =
+  | { ok: true; hash: string; size: number; destHash: string; destSize: number }
+  | { ok: false; phase: 'read' | 'write' | 'verify'; errno?: string; syscall?: string; message: string }
+  | { ok: false; phase: 'changed'; size: number }
+  | { ok: false; phase: 'stopped' };
+
+// ---------------------------------------------------------------------------------------
+// The worker pool: shared by every job of the process, created on first use, never what
+// keeps the process alive while idle.
+
+interface LaneWorker {
+  worker: Worker;
+  pending: Map<number, { resolve: (results: LaneResult[]) => void; reject: (error: Error) => void }>;
+}
+
+const pool: LaneWorker[] = [];
+let nextBatchId = 1;
+
+/** Workers in the pool: one per core, at most 4 (beyond that the disk, not the CPU, limits). */
+export function laneWorkerCount(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+function spawn(): LaneWorker {
+  const lw: LaneWorker = { worker: new Worker(LANE_WORKER_SOURCE, { eval: true }), pending: new Map() };
+  lw.worker.unref();
+  lw.worker.on('message', (m: { id: number; results: LaneResult[] }) => {
+    const waiter = lw.pending.get(m.id);
+    lw.pending.delete(m.id);
+    if (lw.pending.size === 0) lw.worker.unref();
+    waiter?.resolve(m.results);
+  });
+  const lost = (error: Error) => {
+    const at = pool.indexOf(lw);
+    if (at >= 0) pool.splice(at, 1);
+    for (const waiter of lw.pending.values()) waiter.reject(error);
+    lw.pending.clear();
+  };
+  lw.worker.on('error', lost);
+  lw.worker.on('exit', (code) => lost(new Error(`local lane worker exited (${code})`)));
+  pool.push(lw);
+  return lw;
+}
+
+/** The least busy worker, spawning up to the pool size first. */
+function pickWorker(): LaneWorker {
+  if (pool.length < laneWorkerCount()) return spawn();
+  let best = pool[0] as LaneWorker;
+  for (const lw of pool) if (lw.pending.size < best.pending.size) best = lw;
+  return best;
+}
+
+/** Run one batch on a worker. `stop` is a shared flag the worker checks before each file. */
+function runBatch(tasks: readonly LaneTask[], stop: SharedArrayBuffer): Promise<LaneResult[]> {
+  const lw = pickWorker();
+  const id = nextBatchId++;
+  return new Promise((resolve, reject) => {
+    lw.pending.set(id, { resolve, reject });
+    lw.worker.ref();
+    lw.worker.postMessage({ id, tasks, stop });
+  });
+}
+
+/**
+ * Start the pool's workers ahead of use when this job may take the lane, so their start-up
+ * (tens of milliseconds) overlaps locking and preflight instead of delaying the first file.
+ */
+export function warmLocalLane(run: JobRun, files: readonly ManifestEntry[]): void {
+  if (!run.sourceAdapter.localPath || !run.destAdapter.localPath || !LANE_ALGORITHMS.has(run.settings.algorithm)) return;
+  if (!files.some((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES)) return;
+  while (pool.length < laneWorkerCount()) spawn();
+}
+
+// ---------------------------------------------------------------------------------------
+// One job's use of the lane.
+
+/** The files of a job split between the lane and the adapter path. */
+export interface LaneSplit {
+  lane: ManifestEntry[];
+  rest: ManifestEntry[];
+  /** Resuming: staging may hold partial copies from the interrupted run, to be replaced. */
+  replace: boolean;
+}
+
+/**
+ * Which files take the lane: only when both adapters are local filesystems, the algorithm
+ * is one the workers compute and the destination has no server-side hash for it; then
+ * every small file, except those an interrupted run already verified (the adapter path
+ * decides whether to keep them). `null`: no lane.
+ */
+export function splitForLocalLane(run: JobRun, files: readonly ManifestEntry[], resume: Resumable | null): LaneSplit | null {
+  if (!run.sourceAdapter.localPath || !run.destAdapter.localPath || !LANE_ALGORITHMS.has(run.settings.algorithm)) return null;
+  // A destination that hashes on its side is verified in bulk after staging: one proof per file.
+  if (hasServerHash(run)) return null;
+  const lane: ManifestEntry[] = [];
+  const rest: ManifestEntry[] = [];
+  for (const entry of files) {
+    if (entry.kind === 'file' && entry.size <= SMALL_FILE_BYTES && !resume?.verified.has(entry.path)) lane.push(entry);
+    else rest.push(entry);
+  }
+  return lane.length === 0 ? null : { lane, rest, replace: resume !== null };
+}
+
+/**
+ * Stage a job's files: the lane's share on the worker threads, the rest through
+ * `stageOne` (the adapter path) at the same time. Like `forEachLimit`, the first failure
+ * stops new work on both sides, and everything in flight settles before it is thrown, so
+ * nothing is still writing when the job rolls back.
+ */
+export async function stageWithLocalLane(
+  run: JobRun,
+  split: LaneSplit,
+  restConcurrency: number,
+  staged: StagedFile[],
+  stageOne: (entry: ManifestEntry) => Promise<void>,
+): Promise<void> {
+  throwIfAborted(run.signal);
+  let halted = false;
+  let first: { error: unknown } | null = null;
+  const stop = new SharedArrayBuffer(4);
+  const halt = () => {
+    halted = true;
+    Atomics.store(new Int32Array(stop), 0, 1);
+  };
+  // The first failure is the one reported; the other side then only stops.
+  const guard = (p: Promise<void>) =>
+    p.catch((error: unknown) => {
+      first ??= { error };
+      halt();
+    });
+  const onAbort = () => halt();
+  run.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.all([
+      guard(forEachLimit(split.rest, restConcurrency, (entry) => (halted ? Promise.resolve() : stageOne(entry)))),
+      guard(runLane(run, split, staged, stop, () => halted, stageOne)),
+    ]);
+    throwIfAborted(run.signal);
+    if (first !== null) throw (first as { error: unknown }).error;
+  } finally {
+    run.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Feed the lane's files to the workers, at most two batches per worker in flight. */
+async function runLane(
+  run: JobRun,
+  split: LaneSplit,
+  staged: StagedFile[],
+  stop: SharedArrayBuffer,
+  halted: () => boolean,
+  stageOne: (entry: ManifestEntry) => Promise<void>,
+): Promise<void> {
+  const batches = makeBatches(split.lane);
+  const retryLater: ManifestEntry[] = [];
+  let next = 0;
+  let failure: { error: unknown } | null = null;
+  const feeder = async (): Promise<void> => {
+    while (failure === null && !halted() && next < batches.length) {
+      const batch = batches[next++] as ManifestEntry[];
+      const tasks = batch.map((entry) => taskFor(run, entry, split.replace));
+      let results: LaneResult[];
+      try {
+        results = await runBatch(tasks, stop);
+      } catch (error) {
+        failure ??= { error: new KetterError(ErrorCode.IO_ERROR, `local copy worker failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }) };
+        return;
+      }
+      for (let i = 0; i < batch.length && failure === null; i++) {
+        try {
+          const verdict = accept(run, batch[i] as ManifestEntry, tasks[i] as LaneTask, results[i] as LaneResult, staged);
+          if (verdict === 'retry') retryLater.push(batch[i] as ManifestEntry);
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(batches.length, laneWorkerCount() * 2) }, feeder));
+  if (failure !== null) throw (failure as { error: unknown }).error;
+  if (halted()) return;
+  // Transient faults (EAGAIN, EBUSY, EINTR…) get the adapter path's retries with backoff.
+  await forEachLimit(retryLater, run.runtime.concurrency, async (entry) => {
+    await run.destAdapter.removeTree(run.stagedPathOf(entry));
+    await stageOne(entry);
+  });
+}
+
+/** Consecutive files in batches of at most {@link BATCH_FILES} files and about {@link BATCH_BYTES} bytes. */
+function makeBatches(entries: readonly ManifestEntry[]): ManifestEntry[][] {
+  const out: ManifestEntry[][] = [];
+  let current: ManifestEntry[] = [];
+  let bytes = 0;
+  for (const entry of entries) {
+    if (current.length > 0 && (current.length >= BATCH_FILES || bytes + entry.size > BATCH_BYTES)) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(entry);
+    bytes += entry.size;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+function taskFor(run: JobRun, entry: ManifestEntry, replace: boolean): LaneTask {
+  const src = run.sourceAdapter.localPath as (path: string) => string;
+  const dst = run.destAdapter.localPath as (path: string) => string;
+  const precision = run.sourceAdapter.capabilities.mtimePrecisionMs;
+  return {
+    src: src.call(run.sourceAdapter, joinPath(run.source.path, entry.path)),
+    dst: dst.call(run.destAdapter, run.stagedPathOf(entry)),
+    size: entry.size,
+    mtimeMs: entry.mtimeMs,
+    mtimeSlackMs: precision > 1 ? precision : 0,
+    mode: entry.mode & 0o777,
+    algorithm: run.settings.algorithm,
+    replace,
+  };
+}
+
+/**
+ * Record one file the way the adapter path does (`file.copied`, then `file.verified` by
+ * re-read, progress) or turn its failure into the error the adapter path would raise.
+ * `retry`: a transient fault, to go through the adapter path and its retries.
+ */
+function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneResult, staged: StagedFile[]): 'done' | 'retry' {
+  const sourcePath = joinPath(run.source.path, entry.path);
+  const stagedPath = run.stagedPathOf(entry);
+  if (!result.ok) {
+    if (result.phase === 'stopped') throw cancelledError(run.signal);
+    if (result.phase === 'changed') {
+      const detail =
+        result.size < 0 ? 'no longer a regular file' : result.size !== entry.size ? `${result.size} B now, ${entry.size} B scanned` : 'modified since the scan';
+      throw new KetterError(ErrorCode.SOURCE_CHANGED, `source changed during copy: ${run.source.portal.describe(sourcePath)} (${detail})`, {
+        portal: run.source.portal.name,
+        path: sourcePath,
+      });
+    }
+    const onSource = result.phase === 'read';
+    // The worker's message names absolute paths; errors name portal-relative ones only.
+    const message = result.message.split(task.src).join(sourcePath).split(task.dst).join(stagedPath);
+    const cause = Object.assign(new Error(message), { code: result.errno, syscall: result.syscall });
+    if (isTransient(cause)) return 'retry';
+    throw fromSystemError(cause, {
+      portal: onSource ? run.source.portal.name : run.destinationDir.portal.name,
+      path: onSource ? sourcePath : stagedPath,
+      operation: result.phase,
+    });
+  }
+  run.emitter.emit({
+    type: 'file.copied',
+    path: entry.path,
+    size: result.size,
+    algorithm: run.settings.algorithm,
+    hash: result.hash,
+    attempt: 1,
+    sourceMtimeMs: entry.mtimeMs,
+  });
+  run.emitter.progress.filesDone += 1;
+  run.emitter.progress.bytesDone += result.size;
+  const file: StagedFile = { entry, stagedPath, hash: result.hash, size: result.size };
+  recordVerification(run, file, { hash: result.destHash, size: result.destSize }, 'reread');
+  staged.push(file);
+  return 'done';
+}
