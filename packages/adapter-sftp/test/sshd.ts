@@ -239,7 +239,18 @@ export class Sshd {
   /** Start again on the same port with the same keys (after {@link kill} or {@link stop}). */
   async restart(): Promise<void> {
     if (this.running) await this.kill();
-    await this.#spawn();
+    // A session process forked just before the kill (a client reconnecting) can hold the
+    // listening socket for a moment after its parent is gone: retry the bind briefly.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#spawn();
+        return;
+      } catch (error) {
+        if (attempt >= 50 || !/Address already in use/.test(String(error))) throw error;
+        this.#process = null;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 
   /** Stop sshd and its sessions, and remove the temp dir. */
