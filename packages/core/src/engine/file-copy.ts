@@ -169,7 +169,7 @@ export async function copyVerifyOverlapped(
       for await (const chunk of to.adapter.openRead(to.path, { start: verified, end, highWaterMark: MAX_CHUNK, signal: inner.signal })) {
         const bytes = chunk as Uint8Array;
         verified += bytes.byteLength;
-        destHasher.update(bytes);
+        await destHasher.update(bytes);
       }
     }
   };

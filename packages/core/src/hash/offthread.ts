@@ -13,7 +13,12 @@ const { createHash } = require('node:crypto');
 const hashes = new Map();
 parentPort.on('message', (m) => {
   if (m.op === 'init') hashes.set(m.id, createHash(m.algorithm));
-  else if (m.op === 'update') hashes.get(m.id)?.update(new Uint8Array(m.buffer, m.offset, m.length));
+  else if (m.op === 'update') {
+    hashes.get(m.id)?.update(new Uint8Array(m.buffer, m.offset, m.length));
+    // The memory goes back to the main thread: this isolate allocates almost nothing, so
+    // its garbage collector would let hashed chunks pile up for a long time.
+    parentPort.postMessage({ id: m.id, consumed: m.length, buffer: m.buffer }, [m.buffer]);
+  }
   else if (m.op === 'digest') {
     const h = hashes.get(m.id);
     hashes.delete(m.id);
@@ -29,14 +34,23 @@ let worker: Worker | null = null;
 let users = 0;
 let nextId = 1;
 const waiting = new Map<number, { resolve: (digest: string) => void; reject: (error: Error) => void }>();
+/** Per hasher: called as the worker reports bytes consumed. */
+const consumers = new Map<number, (bytes: number) => void>();
+
+/** Bytes handed to the worker and not yet hashed, per hasher, before `update` makes the caller wait. */
+const MAX_PENDING_BYTES = 32 * 1024 * 1024;
 
 function acquire(): Worker {
   if (!worker) {
     const w = new Worker(WORKER_SOURCE, { eval: true });
-    w.on('message', (m: { id: number; digest: string | null }) => {
+    w.on('message', (m: { id: number; digest?: string | null; consumed?: number }) => {
+      if (m.consumed !== undefined) {
+        consumers.get(m.id)?.(m.consumed);
+        return;
+      }
       const entry = waiting.get(m.id);
       waiting.delete(m.id);
-      if (m.digest === null) entry?.reject(new Error('hash worker lost the hash state'));
+      if (typeof m.digest !== 'string') entry?.reject(new Error('hash worker lost the hash state'));
       else entry?.resolve(m.digest);
     });
     const fail = (error: Error) => {
@@ -64,31 +78,51 @@ export class OffThreadHasher {
   readonly #id = nextId++;
   readonly #worker: Worker;
   #done = false;
+  #pending = 0;
+  #drained: (() => void) | null = null;
 
   constructor(readonly algorithm: HashAlgorithm) {
     if (!OFF_THREAD_ALGORITHMS.has(algorithm)) throw new Error(`${algorithm} is not hashed off-thread`);
     this.#worker = acquire();
+    consumers.set(this.#id, (bytes) => {
+      this.#pending -= bytes;
+      if (this.#pending <= MAX_PENDING_BYTES / 2) {
+        this.#drained?.();
+        this.#drained = null;
+      }
+    });
     this.#worker.postMessage({ op: 'init', id: this.#id, algorithm });
   }
 
-  /** Hand a chunk to the worker. The chunk must not be used afterwards: its memory may move. */
-  update(chunk: Uint8Array): void {
+  /**
+   * Hand a chunk to the worker. The chunk must not be used afterwards: its memory may
+   * move. Resolves at once, or once the worker has caught up when too much is queued, so a
+   * fast reader cannot pile up memory behind a slower hash.
+   */
+  async update(chunk: Uint8Array): Promise<void> {
     const owns = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
     const buffer = owns ? (chunk.buffer as ArrayBuffer) : chunk.slice().buffer;
+    this.#pending += chunk.byteLength;
     this.#worker.postMessage({ op: 'update', id: this.#id, buffer, offset: 0, length: chunk.byteLength }, [buffer]);
+    if (this.#pending > MAX_PENDING_BYTES) await new Promise<void>((resolve) => (this.#drained = resolve));
   }
 
   digest(): Promise<string> {
     this.#done = true;
     const promise = new Promise<string>((resolve, reject) => waiting.set(this.#id, { resolve, reject }));
     this.#worker.postMessage({ op: 'digest', id: this.#id });
-    return promise.finally(release);
+    return promise.finally(() => {
+      consumers.delete(this.#id);
+      release();
+    });
   }
 
   /** Abandon the hash (on failure). */
   dispose(): void {
     if (this.#done) return;
     this.#done = true;
+    consumers.delete(this.#id);
+    this.#drained?.();
     this.#worker.postMessage({ op: 'drop', id: this.#id });
     release();
   }
