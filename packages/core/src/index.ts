@@ -13,7 +13,7 @@ export { Portal } from './portal.js';
 export { normalizeRelative, joinPath, baseName, parentPath, pathsOverlap } from './paths.js';
 export type * from './manifest.js';
 export { scan, type ScanOptions, type SymlinkPolicy } from './scan.js';
-export { plan, DEFAULT_THRESHOLDS, type PlanOptions, type Thresholds, type TransferPlan, type StrategyChoice } from './plan.js';
+export { plan, summarizePlan, DEFAULT_THRESHOLDS, type PlanSummary, type PlanOptions, type Thresholds, type TransferPlan, type StrategyChoice } from './plan.js';
 export type * from './store.js';
 export { reduceJob, applyEvent, filterJobs } from './store/job-state.js';
 export { JsonlStore, type JsonlStoreOptions } from './store/jsonl/jsonl-store.js';

@@ -33,6 +33,23 @@ export interface TransferPlan {
   readonly manifest: Manifest;
 }
 
+/** A plan's decision and inputs without the manifest: what events, previews and `ketter plan` report. */
+export interface PlanSummary {
+  strategy: Strategy;
+  forced: boolean;
+  reason: string;
+  rootKind: 'file' | 'directory';
+  nFiles: number;
+  totalBytes: number;
+  avgSizeBytes: number;
+  thresholds: Thresholds;
+}
+
+export function summarizePlan(decision: TransferPlan): PlanSummary {
+  const { strategy, forced, reason, nFiles, totalBytes, avgSizeBytes, thresholds } = decision;
+  return { strategy, forced, reason, rootKind: decision.manifest.rootKind, nFiles, totalBytes, avgSizeBytes, thresholds: { ...thresholds } };
+}
+
 const ThresholdsSchema = z.object({
   files: z.number().int().nonnegative(),
   avgSizeBytes: z.number().int().positive(),

@@ -1,6 +1,6 @@
 import { ErrorCode, KetterError } from './errors.js';
 import { joinPath, pathsOverlap, parentPath } from './paths.js';
-import { plan, type TransferPlan } from './plan.js';
+import { plan, summarizePlan, type TransferPlan } from './plan.js';
 import { scan } from './scan.js';
 import { executeDirect } from './engine/direct.js';
 import { SPACE_MARGIN } from './engine/preflight.js';
@@ -55,14 +55,7 @@ export async function previewTransfer(request: TransferRequest, options: Omit<Ru
     }
   }
   return {
-    strategy: decision.strategy,
-    forced: decision.forced,
-    reason: decision.reason,
-    rootKind: manifest.rootKind,
-    nFiles: decision.nFiles,
-    totalBytes: decision.totalBytes,
-    avgSizeBytes: decision.avgSizeBytes,
-    thresholds: decision.thresholds,
+    ...summarizePlan(decision),
     destination: { portal: dest.name, path: finalPath },
     requiredBytes,
     freeBytes,

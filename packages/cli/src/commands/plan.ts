@@ -1,4 +1,4 @@
-import { plan, scan, type StrategyChoice, type SymlinkPolicy } from '@ketter/core';
+import { plan, scan, summarizePlan, type StrategyChoice, type SymlinkPolicy } from '@ketter/core';
 import type { CommandContext } from '../context.js';
 import { showEndpoint } from '../endpoints.js';
 import { ExitCode } from '../exit.js';
@@ -25,18 +25,7 @@ export async function planCommand(flags: PlanFlags, ctx: CommandContext): Promis
     const decision = plan(manifest, { strategy: flags.strategy, thresholds });
     const source = { portal: location.portal.name, path };
     if (flags.json) {
-      out.json({
-        source,
-        strategy: decision.strategy,
-        forced: decision.forced,
-        reason: decision.reason,
-        rootKind: manifest.rootKind,
-        nFiles: decision.nFiles,
-        totalBytes: decision.totalBytes,
-        avgSizeBytes: decision.avgSizeBytes,
-        thresholds: decision.thresholds,
-        skippedSymlinks: manifest.skippedSymlinks,
-      });
+      out.json({ source, ...summarizePlan(decision), skippedSymlinks: manifest.skippedSymlinks });
     } else {
       const lines = [
         `${showEndpoint(source)}: ${decision.strategy}${decision.forced ? ' (forced)' : ''}`,

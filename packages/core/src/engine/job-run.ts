@@ -4,7 +4,7 @@ import { cancelledError, ErrorCode, isKetterError, KetterError, fromSystemError 
 import type { ErrorInfo, KetterEvent, Strategy } from '../events.js';
 import type { ManifestEntry } from '../manifest.js';
 import { baseName, joinPath, parentPath } from '../paths.js';
-import type { TransferPlan } from '../plan.js';
+import { summarizePlan, type TransferPlan } from '../plan.js';
 import type { Portal } from '../portal.js';
 import type { LockLease } from '../store.js';
 import { JobEmitter } from './emitter.js';
@@ -146,17 +146,7 @@ export class JobRun {
     this.finalPath = joinPath(this.destinationDir.path, m.name || baseName(this.source.path));
     this.emitter.progress.filesTotal = plan.nFiles;
     this.emitter.progress.bytesTotal = plan.totalBytes;
-    this.emitter.emit({
-      type: 'plan.decided',
-      strategy: plan.strategy,
-      forced: plan.forced,
-      rootKind: m.rootKind,
-      nFiles: plan.nFiles,
-      totalBytes: plan.totalBytes,
-      avgSizeBytes: plan.avgSizeBytes,
-      reason: plan.reason,
-      thresholds: { files: plan.thresholds.files, avgSizeBytes: plan.thresholds.avgSizeBytes },
-    });
+    this.emitter.emit({ type: 'plan.decided', ...summarizePlan(plan) });
   }
 
   /** Lock source and final destination; fails fast with SOURCE_LOCKED / DESTINATION_LOCKED. */
