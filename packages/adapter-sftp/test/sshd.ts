@@ -4,7 +4,7 @@
  * (`scripts/ensure-sshd.sh` installs it) and root (tests log in as root).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -106,6 +106,44 @@ function descendants(pid: number): number[] {
 }
 
 /** Alive and not a zombie. */
+/**
+ * Processes (other than this one) holding a TCP socket whose local port is `port`: the
+ * listener and every session it served, even one a racing fork left without its parent.
+ */
+function socketHolders(port: number): number[] {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[1]?.endsWith(hexPort) && fields[9] && fields[9] !== '0') inodes.add(fields[9]);
+    }
+  }
+  const holders: number[] = [];
+  if (inodes.size === 0) return holders;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      for (const fd of readdirSync(`/proc/${entry}/fd`)) {
+        const link = readlinkSync(`/proc/${entry}/fd/${fd}`);
+        if (link.startsWith('socket:[') && inodes.has(link.slice(8, -1))) {
+          holders.push(Number(entry));
+          break;
+        }
+      }
+    } catch {
+      // Gone, or not ours to read.
+    }
+  }
+  return holders;
+}
+
 function isAlive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -233,6 +271,20 @@ export class Sshd {
       // Already gone.
     }
     await exited;
+    // A session forked while the tree was being killed may have lost its parent and still
+    // serve a client: anything still holding this port goes too.
+    for (let round = 0; round < 20; round++) {
+      const left = socketHolders(this.port).filter(isAlive);
+      if (left.length === 0) break;
+      for (const pid of left) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
     this.#process = null;
   }
 
