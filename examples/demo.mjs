@@ -28,7 +28,8 @@ writeFileSync(picture, Buffer.concat(Array.from({ length: 64 }, () => block)));
 mkdirSync(delivery);
 
 function ketter(...args) {
-  console.log(`\n$ ketter ${args.join(' ')}`);
+  const shown = args.map((a) => (/[\s'"]/.test(a) ? `'${a.replace(/'/g, `'\\''`)}'` : a));
+  console.log(`\n$ ketter ${shown.join(' ')}`);
   const run = spawnSync(process.execPath, [cli, ...args], { stdio: 'inherit' });
   if (run.status !== 0) {
     console.error(`\nketter exited with ${run.status}`);
