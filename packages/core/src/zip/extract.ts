@@ -31,7 +31,7 @@ export interface ExtractedEntry {
 /** Block size of the archive read cache: many small entries come out of one read. */
 const BLOCK = 4 * 1024 * 1024;
 /** Blocks kept at once; entries are extracted roughly in archive order, so few are needed. */
-const CACHED_BLOCKS = 8;
+const CACHED_BLOCKS = 4;
 
 /**
  * Reads a zip held by an adapter through ranged reads. Small ranges (headers, small

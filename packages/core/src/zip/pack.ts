@@ -64,9 +64,9 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
         const signalOption = run.signal ? { signal: run.signal } : {};
         const prefetched = readAhead.take(entry);
         const input = prefetched
-          ? Readable.from([Buffer.from(await prefetched)])
+          ? Readable.from([asBuffer(await prefetched)])
           : src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...signalOption });
-        const hashing = hashingTransform(hasher, (n) => (run.emitter.progress.bytesDone += n), (size) => {
+        const hashing = hashingTransform(hasher, chunkSizeFor(entry.size), (n) => (run.emitter.progress.bytesDone += n), (size) => {
           sourceHashes.set(entry.path, { hash: hasher.digest(), size });
           run.emitter.progress.filesDone += 1;
         });
@@ -96,7 +96,7 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   try {
     await pipeline(
       zip.outputStream,
-      hashingTransform(archiveHasher, (n) => (archiveBytes += n), () => undefined),
+      hashingTransform(archiveHasher, 8 * 1024 * 1024, (n) => (archiveBytes += n), () => undefined),
       sink,
       run.signal ? { signal: run.signal } : {},
     );
@@ -121,7 +121,7 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
 
 /** Small files read ahead of the archive writer (bounded by count and bytes). */
 const READ_AHEAD_FILES = 32;
-const READ_AHEAD_BYTES = 32 * 1024 * 1024;
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 
 /**
  * yazl asks for one entry's stream at a time; reading each small file only then makes the
@@ -167,10 +167,15 @@ function entryMode(entry: ManifestEntry): number {
   return (entry.kind === 'directory' ? 0o040000 : 0o100000) | (entry.mode & 0o7777);
 }
 
-function hashingTransform(hasher: Hasher, onBytes: (n: number) => void, onEnd: (size: number) => void): Transform {
+/** A view of the bytes without copying them. */
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function hashingTransform(hasher: Hasher, highWaterMark: number, onBytes: (n: number) => void, onEnd: (size: number) => void): Transform {
   let size = 0;
   return new Transform({
-    highWaterMark: 8 * 1024 * 1024,
+    highWaterMark,
     transform(chunk: Buffer, _enc, done) {
       hasher.update(chunk);
       size += chunk.byteLength;
