@@ -21,6 +21,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, write
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { bigFile, dropCaches, have, median, smallTree, timed as timedRun } from './bench/common.mjs';
 import { startSshd } from './bench/sshd.mjs';
 import { phaseBreakdown } from './bench/phases.mjs';
 import { spawnRelay } from './latency-relay.mjs';
@@ -47,7 +48,6 @@ const bigDelays = args['big-delays'] ? args['big-delays'].split(',').map(Number)
 const allDelays = [...new Set([...delays, ...bigDelays])].sort((a, b) => a - b);
 const root = args.dir;
 const cli = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
-const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const toolFilter = args.tools ? new Set(args.tools.split(',').map((s) => s.trim())) : null;
 
 if (!existsSync(cli)) throw new Error(`${cli} is missing: run pnpm build first`);
@@ -55,31 +55,9 @@ if (!existsSync('/usr/bin/time')) throw new Error('/usr/bin/time (GNU time) is m
 
 const smallFiles = Number(args['small-files']);
 const DATASETS = {
-  small: { label: `${smallFiles.toLocaleString('en')} × 1 KiB`, make: (d) => smallTree(join(d, 'small'), smallFiles, 1024), source: 'small', many: true },
+  small: { label: `${smallFiles.toLocaleString('en')} × 1 KiB`, make: (d) => smallTree(join(d, 'small'), 1, smallFiles, 1024), source: 'small', many: true },
   big: { label: `one ${args['big-mib']} MiB file`, make: (d) => bigFile(join(d, 'big.bin'), Number(args['big-mib'])), source: 'big.bin', many: false },
 };
-
-function pattern(size, seed) {
-  const b = Buffer.allocUnsafe(size);
-  for (let i = 0; i < size; i++) b[i] = (i * 131 + seed * 17) & 0xff;
-  return b;
-}
-function bigFile(path, mib) {
-  const block = pattern(1024 * 1024, 7);
-  const parts = [];
-  for (let i = 0; i < mib; i++) {
-    block[0] = i & 0xff;
-    parts.push(Buffer.from(block));
-    if (parts.length === 64 || i === mib - 1) {
-      writeFileSync(path, Buffer.concat(parts), { flag: i < 64 ? 'w' : 'a' });
-      parts.length = 0;
-    }
-  }
-}
-function smallTree(dir, count, size) {
-  mkdirSync(dir, { recursive: true });
-  for (let i = 0; i < count; i++) writeFileSync(join(dir, `clip_${String(i).padStart(5, '0')}.wav`), pattern(size, i));
-}
 
 /** Files and bytes under a path (a file or a tree), to check each run's output outside the timing. */
 function tally(path) {
@@ -95,40 +73,8 @@ function tally(path) {
   return { files, bytes };
 }
 
-function dropCaches() {
-  spawnSync('sync');
-  try {
-    writeFileSync('/proc/sys/vm/drop_caches', '3');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const timeoutMs = Number(args['timeout-s']) * 1000;
-/** Run a command, return wall seconds, peak RSS (MiB, GNU time) and its stdout. */
-function timed(cmd, argv, env = {}) {
-  const rssFile = join(root, 'rss.txt');
-  rmSync(rssFile, { force: true });
-  const start = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', rssFile, cmd, ...argv], {
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: timeoutMs,
-  });
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  if (r.error) throw new Error(`${cmd} ${argv.join(' ')}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout).slice(-2000)}`);
-  const rssKiB = Number(execFileSync('tail', ['-n1', rssFile], { encoding: 'utf8' }).trim());
-  return { seconds, rssMiB: rssKiB / 1024, stdout: r.stdout };
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+const timed = (cmd, argv, env = {}) => timedRun(cmd, argv, { env, rssFile: join(root, 'rss.txt'), timeoutMs });
 
 // ---------------------------------------------------------------------------------------------
 // Tools. Each `run(link, ds, outDir)` sends `data/<ds.source>` into the remote folder `outDir`

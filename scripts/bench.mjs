@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { bigFile, dropCaches, have, median, smallTree, timed as timedRun } from './bench/common.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -28,7 +29,6 @@ const { values: args } = parseArgs({
 const rounds = Number(args.rounds);
 const root = args.dir;
 const cli = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
-const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 const DATASETS = {
   big: { label: `one ${args['big-mib']} MiB file`, make: (d) => bigFile(join(d, 'big.bin'), Number(args['big-mib'])), source: 'big.bin' },
@@ -48,42 +48,6 @@ const DATASETS = {
   },
 };
 
-function pattern(size, seed) {
-  const b = Buffer.allocUnsafe(size);
-  for (let i = 0; i < size; i++) b[i] = (i * 131 + seed * 17) & 0xff;
-  return b;
-}
-function bigFile(path, mib) {
-  mkdirSync(join(path, '..'), { recursive: true });
-  const block = pattern(1024 * 1024, 7);
-  const parts = [];
-  for (let i = 0; i < mib; i++) {
-    block[0] = i & 0xff;
-    parts.push(Buffer.from(block));
-    if (parts.length === 64 || i === mib - 1) {
-      writeFileSync(path, Buffer.concat(parts), { flag: i < 64 ? 'w' : 'a' });
-      parts.length = 0;
-    }
-  }
-}
-function smallTree(dir, folders, perFolder, size) {
-  for (let f = 0; f < folders; f++) {
-    const d = folders === 1 ? dir : join(dir, `folder ${String(f).padStart(2, '0')}`);
-    mkdirSync(d, { recursive: true });
-    for (let i = 0; i < perFolder; i++) writeFileSync(join(d, `clip_${String(i).padStart(5, '0')}.wav`), pattern(size, i + f));
-  }
-}
-
-function dropCaches() {
-  spawnSync('sync');
-  try {
-    writeFileSync('/proc/sys/vm/drop_caches', '3');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 let outCounter = 0;
 const trash = join(root, 'trash');
 function freshOut() {
@@ -92,16 +56,7 @@ function freshOut() {
   return d;
 }
 
-/** Run a command, return wall seconds and peak RSS (MiB) measured by GNU time. */
-function timed(cmd, argv, env = {}) {
-  const rssFile = join(root, 'rss.txt');
-  const start = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', rssFile, cmd, ...argv], { env: { ...process.env, ...env }, encoding: 'utf8' });
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
-  const rssKiB = Number(execFileSync('tail', ['-n1', rssFile], { encoding: 'utf8' }).trim());
-  return { seconds, rssMiB: rssKiB / 1024 };
-}
+const timed = (cmd, argv, env = {}) => timedRun(cmd, argv, { env, rssFile: join(root, 'rss.txt') });
 
 function tools(ds, mode) {
   const list = [];
@@ -117,12 +72,6 @@ function tools(ds, mode) {
     if (have('rclone')) list.push({ name: 'rclone copy', run: (src, out) => timed('rclone', ['copy', src, join(out, src.split('/').pop())]) });
   }
   return list;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 rmSync(root, { recursive: true, force: true });
