@@ -37,6 +37,7 @@ async function scenario(mode: Mode, strategy: 'direct' | 'zip', restartAfterMs: 
   const local = new Portal('local', fs);
   const remote = new Portal('remote', sftp);
   let killed = false;
+  let outage: Promise<void> = Promise.resolve();
   let outcome: 'succeeded' | 'failed' = 'failed';
   let code: string | null = null;
   try {
@@ -49,7 +50,7 @@ async function scenario(mode: Mode, strategy: 'direct' | 'zip', restartAfterMs: 
         onEvent: (e: KetterEvent) => {
           if (killed || !(e.type === 'file.copied' || (e.type === 'job.progress' && e.bytesDone > 4 * 1024 * 1024))) return;
           killed = true;
-          void sshd.kill().then(async () => {
+          outage = sshd.kill().then(async () => {
             if (restartAfterMs !== null) {
               await new Promise((r) => setTimeout(r, restartAfterMs));
               await sshd.restart();
@@ -64,6 +65,8 @@ async function scenario(mode: Mode, strategy: 'direct' | 'zip', restartAfterMs: 
     code = error.code;
   }
   expect(killed).toBe(true);
+  // The outage runs beside the job: let it finish before touching the server again.
+  await outage;
   if (!sshd.running) await sshd.restart();
   // Whatever happened, recovery leaves nothing behind; then the invariant must hold.
   const reconnected = new SftpAdapter(sshdOptions(sshd, roots.root));
