@@ -1,9 +1,8 @@
 import { hostname } from 'node:os';
-import { JobEmitter } from './engine/emitter.js';
+import { continueJob } from './engine/emitter.js';
 import { defaultOperator } from './engine/settings.js';
 import { isAlive } from './store/jsonl/process-liveness.js';
 import type { EventHook } from './engine/types.js';
-import type { KetterEvent } from './events.js';
 import { baseName, joinPath, parentPath } from './paths.js';
 import type { Portal } from './portal.js';
 import type { JobDetail, Store } from './store.js';
@@ -99,18 +98,13 @@ function hasUnremovedStaging(job: JobDetail): boolean {
 
 async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, options: RecoverOptions, interrupt: boolean): Promise<RecoveredJob> {
   const committed = job.events.some((e) => e.type === 'job.committed');
-  const last = job.events.at(-1) as KetterEvent;
-  const emitter = new JobEmitter({
-    jobId: job.id,
+  const emitter = continueJob(job, {
     store: options.store,
     operator: options.operator ?? defaultOperator(),
     host: options.host ?? hostname(),
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
-    batchSize: 1000,
-    flushIntervalMs: 50,
-    progressIntervalMs: 1000,
-    startSeq: last.seq + 1,
   });
+
   const keep = interrupt && options.keepResumable === true && isResumable(job);
   const result: RecoveredJob = { jobId: job.id, committed, removed: [], unreachable: null, keptForResume: keep };
   const portal = portals.get(job.destination.portal);

@@ -1,9 +1,9 @@
 import { ErrorCode, KetterError } from './errors.js';
-import { joinPath, pathsOverlap, parentPath } from './paths.js';
+import { joinPath, pathsOverlap } from './paths.js';
 import { plan, summarizePlan, type TransferPlan } from './plan.js';
 import { scan } from './scan.js';
 import { executeDirect } from './engine/direct.js';
-import { SPACE_MARGIN } from './engine/preflight.js';
+import { freeBytesAt, SPACE_MARGIN } from './engine/preflight.js';
 import { runJob } from './engine/run-transfer.js';
 import { requestSettings } from './engine/settings.js';
 import type { RunContext, StrategyOptions, TransferPreview, TransferRequest, TransferResult } from './engine/types.js';
@@ -46,10 +46,8 @@ export async function previewTransfer(request: TransferRequest, options: Omit<Ru
   } else if ((await dest.adapter.stat(finalPath)) !== null && settings.onConflict === 'fail') {
     error = new KetterError(ErrorCode.DESTINATION_EXISTS, `destination already exists: ${dest.describe(finalPath)}`);
   }
-  if (dest.adapter.capabilities.statfs && dest.adapter.statfs) {
-    let p = destDir;
-    while (p !== '' && (await dest.adapter.stat(p)) === null) p = parentPath(p);
-    freeBytes = (await dest.adapter.statfs(p)).freeBytes;
+  freeBytes = await freeBytesAt(dest.adapter, destDir);
+  if (freeBytes !== null) {
     if (error === null && freeBytes < requiredBytes) {
       error = new KetterError(ErrorCode.INSUFFICIENT_SPACE, `not enough free space: ${requiredBytes} B needed, ${freeBytes} B free`);
     }

@@ -23,6 +23,24 @@ export interface EmitterOptions {
   startSeq?: number;
 }
 
+/**
+ * An emitter that adds events to a job already in the store (recovery marking a dead job
+ * interrupted, a resume taking over its staging): sequence numbers continue after its last event.
+ */
+export function continueJob(
+  job: { id: string; events: readonly KetterEvent[] },
+  options: { store: Store; operator: string; host: string; onEvent?: EventHook },
+): JobEmitter {
+  return new JobEmitter({
+    jobId: job.id,
+    ...options,
+    batchSize: 1000,
+    flushIntervalMs: 50,
+    progressIntervalMs: 1000,
+    startSeq: (job.events.at(-1)?.seq ?? -1) + 1,
+  });
+}
+
 /** Counters behind `job.progress`. */
 export interface ProgressCounters {
   phase: Phase;

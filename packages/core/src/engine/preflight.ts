@@ -1,3 +1,4 @@
+import type { Adapter } from '../adapter.js';
 import { ErrorCode, KetterError } from '../errors.js';
 import type { Manifest, ManifestEntry } from '../manifest.js';
 import { joinPath, normalizeRelative, parentPath, pathsOverlap } from '../paths.js';
@@ -61,11 +62,17 @@ function assertNoOverlap(run: JobRun): void {
   }
 }
 
-async function freeSpace(run: JobRun): Promise<number | null> {
-  const adapter = run.destAdapter;
+function freeSpace(run: JobRun): Promise<number | null> {
+  return freeBytesAt(run.destAdapter, run.destinationDir.path);
+}
+
+/**
+ * Free bytes where `dir` is (or will be created), or null where the adapter cannot tell.
+ * The directory may not exist yet: its nearest existing ancestor is asked.
+ */
+export async function freeBytesAt(adapter: Adapter, dir: string): Promise<number | null> {
   if (!adapter.capabilities.statfs || !adapter.statfs) return null;
-  // The destination directory may not exist yet: ask its nearest existing ancestor.
-  let p = run.destinationDir.path;
+  let p = dir;
   while (p !== '' && (await adapter.stat(p)) === null) p = parentPath(p);
   return (await adapter.statfs(p)).freeBytes;
 }

@@ -2,7 +2,7 @@ import type { KetterEvent } from '../events.js';
 import type { Manifest, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
 import type { JobDetail } from '../store.js';
-import { JobEmitter } from './emitter.js';
+import { continueJob } from './emitter.js';
 import type { JobRun } from './job-run.js';
 
 /** What an interrupted DIRECT job left that a new run of the same request can take over. */
@@ -73,17 +73,8 @@ function sameEndpoint(recorded: { portal: string; path: string }, requested: { p
 }
 
 async function markInterrupted(run: JobRun, job: JobDetail): Promise<void> {
-  const last = job.events.at(-1) as KetterEvent;
-  const emitter = new JobEmitter({
-    jobId: job.id,
-    store: run.context.store,
-    operator: run.runtime.operator,
-    host: run.runtime.host,
-    batchSize: 10,
-    flushIntervalMs: 50,
-    progressIntervalMs: 1000,
-    startSeq: last.seq + 1,
-  });
+  const emitter = continueJob(job, { store: run.context.store, operator: run.runtime.operator, host: run.runtime.host });
+
   emitter.emit({ type: 'job.interrupted', reason: `process ended before commit; staging taken over by job ${run.id}` });
   await emitter.flush();
 }
