@@ -8,6 +8,7 @@ import { OFF_THREAD_ALGORITHMS } from '../hash/offthread.js';
 import type { JobRun, StagedFile } from './job-run.js';
 import { forEachLimit } from './pool.js';
 import { splitForLocalLane, stageWithLocalLane, warmLocalLane } from './local-lane.js';
+import { canCopyVerifyLocal, copyVerifyLocal, type LocalCopyEnds } from './local-copy.js';
 import { preflight } from './preflight.js';
 import { withRetry } from './retry.js';
 import { deleteSources } from './source-delete.js';
@@ -120,7 +121,10 @@ async function stageFile(run: JobRun, entry: ManifestEntry, overlapped: boolean)
       const fromFile = { adapter: run.sourceAdapter, path: sourcePath };
       const toFile = { adapter: dest, path: stagedPath, mode: entry.mode };
       if (overlapped) {
-        const both = await copyVerifyOverlapped(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
+        const local = localEnds(run, sourcePath, stagedPath, entry.mode);
+        const both = local
+          ? await copyVerifyLocal(local, run.settings.algorithm, onBytes, run.signal)
+          : await copyVerifyOverlapped(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
         return { ...both.source, destination: both.destination, attempt };
       }
       const result = await copyAndHash(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
@@ -157,4 +161,14 @@ async function stageFile(run: JobRun, entry: ManifestEntry, overlapped: boolean)
   run.emitter.progress.filesDone += 1;
   const file = { entry, stagedPath, hash: copied.hash, size: copied.size };
   return copied.destination ? { file, destination: copied.destination } : { file };
+}
+
+/** Both ends on local filesystems, with an algorithm the fixed-buffer path computes: its paths. */
+function localEnds(run: JobRun, sourcePath: string, stagedPath: string, mode: number): LocalCopyEnds | null {
+  const { sourceAdapter: from, destAdapter: to } = run;
+  if (!from.localPath || !to.localPath || !canCopyVerifyLocal(run.settings.algorithm)) return null;
+  return {
+    source: { abs: from.localPath(sourcePath), path: sourcePath, portal: run.source.portal.name },
+    destination: { abs: to.localPath(stagedPath), path: stagedPath, portal: run.destinationDir.portal.name, mode: mode & 0o777 },
+  };
 }
