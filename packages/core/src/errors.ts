@@ -62,7 +62,21 @@ export interface KetterErrorOptions {
  * The one error type Ketter throws. `code` is stable; `message` is for humans and is
  * prefixed `[ketter]` so it reads well in mixed logs.
  */
+/** Marks a KetterError whichever copy of this package made it (see `Symbol.hasInstance` below). */
+const KETTER_ERROR = Symbol.for('@ketter/core.KetterError');
+
 export class KetterError extends Error {
+  /**
+   * `error instanceof KetterError` holds for errors made by any copy of `@ketter/core` — a
+   * bundled CLI beside a separately installed adapter, or two versions in one tree — so a
+   * Ketter error is never mistaken for an unknown system error. Subclasses keep the usual
+   * prototype check.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== KetterError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as { [KETTER_ERROR]?: unknown })[KETTER_ERROR] === true;
+  }
+
   override readonly name = 'KetterError';
   readonly code: ErrorCode;
   readonly portal: string | undefined;
@@ -78,6 +92,7 @@ export class KetterError extends Error {
     this.path = options.path;
     this.jobId = options.jobId;
     this.transient = options.transient ?? (code === ErrorCode.CONNECTION_ERROR || isTransientErrno(options.cause));
+    Object.defineProperty(this, KETTER_ERROR, { value: true });
   }
 
   /** A plain, credential-free description for events, `--json` output and logs. */
