@@ -5,7 +5,7 @@
 // reports medians and Ketter/peer ratios, like scripts/bench.mjs.
 //
 //   node scripts/bench-sftp.mjs [--rounds 3] [--delays 0,2,10] [--big-delays 0,2] [--only small,big] [--big-mib 1024]
-//        [--tools NAME,...] [--dir /tmp/ketter-bench-sftp] [--out bench-sftp-results.json] [--keep]
+//        [--tools NAME,...] [--dir /tmp/ketter-bench-sftp] [--out bench-sftp-results.json] [--keep] [--profile DIR]
 //
 // Needs root (it logs in as root on its own sshd) and the peers (scripts/ensure-bench-deps.sh
 // installs them; a missing peer is skipped and said so). Run `pnpm build` first: it runs the
@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     'timeout-s': { type: 'string', default: '900' },
     out: { type: 'string', default: 'bench-sftp-results.json' },
     keep: { type: 'boolean', default: false },
+    // Write a V8 CPU profile of every Ketter run into this folder (for `node --cpu-prof` readers).
+    profile: { type: 'string' },
   },
 });
 const rounds = Number(args.rounds);
@@ -102,7 +104,7 @@ function toolList(ds) {
   const list = [];
   const ketter = (strategy, portal) => (link, dsName, out) => {
     const rel = out.slice(remote.length + 1);
-    const argv = [cli, '--config', link.ketterConfig, 'transfer', '--from', join(data, DATASETS[dsName].source), '--to', `${portal}:${rel}`, '--strategy', strategy, '--json'];
+    const argv = [...(args.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.profile)] : []), cli, '--config', link.ketterConfig, 'transfer', '--from', join(data, DATASETS[dsName].source), '--to', `${portal}:${rel}`, '--strategy', strategy, '--json'];
     let r;
     try {
       r = timed(process.execPath, argv);

@@ -196,7 +196,12 @@ describe('local fast lane', () => {
 
 describe('local fast lane failures', () => {
   /** Run a COPY of `root` whose hook acts once, on the first event of `type`. */
-  function copyWithHook(root: string, type: KetterEvent['type'], act: (e: KetterEvent) => void, extra: { signal?: AbortSignal } = {}) {
+  function copyWithHook(
+    root: string,
+    type: KetterEvent['type'],
+    act: (e: KetterEvent) => void,
+    extra: { signal?: AbortSignal; strategy?: 'direct' | 'zip' } = {},
+  ) {
     let done = false;
     return transfer(
       { mode: 'copy', source: { portal: env.src, path: root }, destination: { portal: env.dst, path: 'out' } },
@@ -268,6 +273,73 @@ describe('local fast lane failures', () => {
     expect(error.code).toBe('SOURCE_CHANGED');
     expect(error.path).toBe(`take/${rel}`);
     await expectRolledBack(error);
+  });
+
+  describe('the ZIP_FIRST packer reading on the lane', () => {
+    test('reads every small file without an adapter data call and lands them verified', async () => {
+      session('Pack', 300);
+      const expected = await hashTree(join(env.srcDir, 'Pack'));
+      const { src, dst, srcAdapter } = await countingPortals();
+      const result = await transfer(
+        { mode: 'copy', source: { portal: src, path: 'Pack' }, destination: { portal: dst, path: 'out' } },
+        { store: env.store, onEvent: env.onEvent, strategy: 'zip' },
+      );
+      expect(result).toMatchObject({ status: 'succeeded', strategy: 'ZIP_FIRST', filesCopied: 300 });
+      expect(srcAdapter.reads).toBe(0);
+      expect(await hashTree(join(env.dstDir, 'out', 'Pack'))).toEqual(expected);
+      const copied = env.events.filter((e) => e.type === 'file.copied');
+      expect(copied.map((e) => (e as { hash: string }).hash).sort()).toEqual(Object.values(expected).sort());
+    });
+
+    test('a file deleted after the scan fails the job on its path and rolls back', async () => {
+      const paths = session('take', 200);
+      const victim = paths.at(-1) as string;
+      const error = await failure(copyWithHook('take', 'preflight.passed', () => unlinkSync(join(env.srcDir, 'take', victim)), { strategy: 'zip' }));
+      expect(['SOURCE_NOT_FOUND', 'SOURCE_CHANGED']).toContain(error.code);
+      expect(error.path).toBe(`take/${victim}`);
+      expect(error.portal).toBe('src');
+      await expectRolledBack(error);
+    });
+
+    test('a file rewritten at the same size with a new mtime is SOURCE_CHANGED', async () => {
+      const paths = session('take', 200);
+      const rel = paths.find((p, i) => i >= 100 && statSync(join(env.srcDir, 'take', p)).size > 0) as string;
+      const victim = join(env.srcDir, 'take', rel);
+      const error = await failure(
+        copyWithHook(
+          'take',
+          'preflight.passed',
+          () => {
+            writeFileSync(victim, Buffer.alloc(statSync(victim).size, 0x5a));
+            utimesSync(victim, new Date(), new Date(Date.UTC(2030, 0, 1)));
+          },
+          { strategy: 'zip' },
+        ),
+      );
+      expect(error.code).toBe('SOURCE_CHANGED');
+      expect(error.path).toBe(`take/${rel}`);
+      await expectRolledBack(error);
+    });
+
+    test('a file that grew after the scan (mtime put back) is SOURCE_CHANGED', async () => {
+      const paths = session('take', 200);
+      const victim = join(env.srcDir, 'take', paths[150] as string);
+      const error = await failure(
+        copyWithHook(
+          'take',
+          'preflight.passed',
+          () => {
+            const st = statSync(victim);
+            appendFileSync(victim, 'late edit');
+            utimesSync(victim, st.atime, st.mtime);
+          },
+          { strategy: 'zip' },
+        ),
+      );
+      expect(error.code).toBe('SOURCE_CHANGED');
+      expect(error.path).toBe(`take/${paths[150]}`);
+      await expectRolledBack(error);
+    });
   });
 
   test('a source file replaced by a FIFO after the scan is SOURCE_CHANGED, and the copy does not block on it', async () => {

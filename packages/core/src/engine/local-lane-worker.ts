@@ -18,6 +18,9 @@
  * 4. open the destination again and read it back from disk, and hash that: the
  *    verification. It is never skipped.
  *
+ * A task without \`dst\` stops after step 2 and answers the bytes read as \`data\`: the packer
+ * of a ZIP_FIRST job reads small local files this way.
+ *
  * A failure after the destination was created removes it, so a retry through the adapter
  * finds the name free. `stop` is a shared flag: once the main thread sets it (failure or
  * cancellation), the remaining files of the batch are answered `stopped` without being
@@ -91,6 +94,7 @@ function copyOne(t) {
     if (changed(t, st, n)) return { ok: false, phase: 'changed', size: st.isFile() ? st.size : -1 };
     const data = sourceBuf.subarray(0, n);
     const hash = createHash(t.algorithm).update(data).digest('hex');
+    if (t.dst === undefined) return { ok: true, hash, size: n, data: Buffer.from(data) };
 
     phase = 'write';
     // A resumed job's staging may hold a partial copy of this file from the interrupted run.

@@ -33,7 +33,8 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 /** One file for a worker: absolute paths, the scanned size and mtime, and what to set. */
 export interface LaneTask {
   src: string;
-  dst: string;
+  /** Absent: only read and hash the source, and answer its bytes. */
+  dst?: string;
   size: number;
   mtimeMs: number;
   /** Mtime drift tolerated as "unchanged": 0 (exact) unless the source adapter stores coarser times. */
@@ -47,6 +48,7 @@ export interface LaneTask {
 /** A worker's answer for one file. */
 export type LaneResult =
   | { ok: true; hash: string; size: number; destHash: string; destSize: number }
+  | { ok: true; hash: string; size: number; data: Uint8Array }
   | { ok: false; phase: 'read' | 'write' | 'verify'; errno?: string; syscall?: string; message: string }
   | { ok: false; phase: 'changed'; size: number }
   | { ok: false; phase: 'stopped' };
@@ -234,7 +236,7 @@ async function runLane(
 }
 
 /** Consecutive files in batches of at most {@link BATCH_FILES} files and about {@link BATCH_BYTES} bytes. */
-function makeBatches(entries: readonly ManifestEntry[]): ManifestEntry[][] {
+export function makeBatches(entries: readonly ManifestEntry[]): ManifestEntry[][] {
   const out: ManifestEntry[][] = [];
   let current: ManifestEntry[] = [];
   let bytes = 0;
@@ -268,34 +270,92 @@ function taskFor(run: JobRun, entry: ManifestEntry, replace: boolean): LaneTask 
 }
 
 /**
+ * A worker's failure as the error the adapter path would raise (portal-relative paths, the
+ * same codes), or `retry` for a transient fault the adapter path's retries should get.
+ */
+function laneFailure(run: JobRun, entry: ManifestEntry, task: LaneTask, result: Exclude<LaneResult, { ok: true }>, stagedPath: string): KetterError | 'retry' {
+  const sourcePath = joinPath(run.source.path, entry.path);
+  if (result.phase === 'stopped') return cancelledError(run.signal);
+  if (result.phase === 'changed') {
+    const detail =
+      result.size < 0 ? 'no longer a regular file' : result.size !== entry.size ? `${result.size} B now, ${entry.size} B scanned` : 'modified since the scan';
+    return new KetterError(ErrorCode.SOURCE_CHANGED, `source changed during copy: ${run.source.portal.describe(sourcePath)} (${detail})`, {
+      portal: run.source.portal.name,
+      path: sourcePath,
+    });
+  }
+  const onSource = result.phase === 'read';
+  // The worker's message names absolute paths; errors name portal-relative ones only.
+  let message = result.message.split(task.src).join(sourcePath);
+  if (task.dst !== undefined) message = message.split(task.dst).join(stagedPath);
+  const cause = Object.assign(new Error(message), { code: result.errno, syscall: result.syscall });
+  if (isTransient(cause)) return 'retry';
+  return fromSystemError(cause, {
+    portal: onSource ? run.source.portal.name : run.destinationDir.portal.name,
+    path: onSource ? sourcePath : stagedPath,
+    operation: result.phase,
+  });
+}
+
+/** Whether small files of this job's source can be read on the lane's workers. */
+export function canReadOnLane(run: JobRun): boolean {
+  return run.sourceAdapter.localPath !== undefined && LANE_ALGORITHMS.has(run.settings.algorithm);
+}
+
+/** {@link warmLocalLane} for a job that will only read on the lane (the ZIP_FIRST packer). */
+export function warmLaneForReads(run: JobRun, files: readonly ManifestEntry[]): void {
+  if (!canReadOnLane(run) || !files.some((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES)) return;
+  while (pool.length < laneWorkerCount()) spawn();
+}
+
+/** Batches the lane reads at once: enough to keep every worker busy. */
+export function laneReadBatchesInFlight(): number {
+  return laneWorkerCount() * 2;
+}
+
+/**
+ * Read small local source files on the lane's workers, with the same checks as a lane copy
+ * (no link followed, size and mtime as scanned): per file its bytes and source hash, the
+ * error the adapter path would raise, or `retry` for a transient fault.
+ */
+export async function readOnLane(
+  run: JobRun,
+  entries: readonly ManifestEntry[],
+  stop: SharedArrayBuffer,
+): Promise<Array<{ data: Uint8Array; hash: string } | KetterError | 'retry'>> {
+  const src = run.sourceAdapter.localPath as (path: string) => string;
+  const precision = run.sourceAdapter.capabilities.mtimePrecisionMs;
+  const tasks: LaneTask[] = entries.map((entry) => ({
+    src: src.call(run.sourceAdapter, joinPath(run.source.path, entry.path)),
+    size: entry.size,
+    mtimeMs: entry.mtimeMs,
+    mtimeSlackMs: precision > 1 ? precision : 0,
+    mode: entry.mode & 0o777,
+    algorithm: run.settings.algorithm,
+    replace: false,
+  }));
+  const results = await runBatch(tasks, stop);
+  return results.map((result, i) => {
+    const entry = entries[i] as ManifestEntry;
+    if (!result.ok) return laneFailure(run, entry, tasks[i] as LaneTask, result, '');
+    if (!('data' in result)) throw new Error('local lane answered a read task without its bytes');
+    return { data: result.data, hash: result.hash };
+  });
+}
+
+/**
  * Record one file the way the adapter path does (`file.copied`, then `file.verified` by
  * re-read, progress) or turn its failure into the error the adapter path would raise.
  * `retry`: a transient fault, to go through the adapter path and its retries.
  */
 function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneResult, staged: StagedFile[]): 'done' | 'retry' {
-  const sourcePath = joinPath(run.source.path, entry.path);
   const stagedPath = run.stagedPathOf(entry);
   if (!result.ok) {
-    if (result.phase === 'stopped') throw cancelledError(run.signal);
-    if (result.phase === 'changed') {
-      const detail =
-        result.size < 0 ? 'no longer a regular file' : result.size !== entry.size ? `${result.size} B now, ${entry.size} B scanned` : 'modified since the scan';
-      throw new KetterError(ErrorCode.SOURCE_CHANGED, `source changed during copy: ${run.source.portal.describe(sourcePath)} (${detail})`, {
-        portal: run.source.portal.name,
-        path: sourcePath,
-      });
-    }
-    const onSource = result.phase === 'read';
-    // The worker's message names absolute paths; errors name portal-relative ones only.
-    const message = result.message.split(task.src).join(sourcePath).split(task.dst).join(stagedPath);
-    const cause = Object.assign(new Error(message), { code: result.errno, syscall: result.syscall });
-    if (isTransient(cause)) return 'retry';
-    throw fromSystemError(cause, {
-      portal: onSource ? run.source.portal.name : run.destinationDir.portal.name,
-      path: onSource ? sourcePath : stagedPath,
-      operation: result.phase,
-    });
+    const failure = laneFailure(run, entry, task, result, stagedPath);
+    if (failure === 'retry') return 'retry';
+    throw failure;
   }
+  if (!('destHash' in result)) throw new Error('local lane answered a copy task without its verification');
   run.emitter.emit({
     type: 'file.copied',
     path: entry.path,

@@ -2,20 +2,25 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { SMALL_FILE_BYTES } from '../adapter.js';
 import { pipeline } from 'node:stream/promises';
 import { ZipFile } from 'yazl';
-import { fromSystemError, KetterError, throwIfAborted } from '../errors.js';
+import { ErrorCode, fromSystemError, KetterError, throwIfAborted } from '../errors.js';
+import type { HashAlgorithm } from '../hash/algorithms.js';
 import { createHasher, type Hasher } from '../hash/hasher.js';
 import type { Manifest, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
 import { chunkSizeFor } from '../engine/file-copy.js';
 import type { JobRun } from '../engine/job-run.js';
+import { canReadOnLane, laneReadBatchesInFlight, makeBatches, readOnLane } from '../engine/local-lane.js';
 
 export interface PackedArchive {
   /** Archive path at the destination (hidden, named after the job). */
   path: string;
   bytes: number;
   hash: string;
-  /** Source hash and size of every file, computed as it was read into the archive. */
-  sourceHashes: Map<string, { hash: string; size: number }>;
+  /**
+   * Source hash and size of every file, computed as it was read into the archive;
+   * `checked`: the file was also found unchanged since the scan (size, mtime, type) as it was read.
+   */
+  sourceHashes: Map<string, { hash: string; size: number; checked?: boolean }>;
 }
 
 /** Name of a job's archive beside its staging directory; recovery finds it by this pattern. */
@@ -34,38 +39,34 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const src = run.sourceAdapter;
   const dest = run.destAdapter;
   const algorithm = run.settings.algorithm;
-  const sourceHashes = new Map<string, { hash: string; size: number }>();
+  const sourceHashes: PackedArchive['sourceHashes'] = new Map();
   const zip = new ZipFile();
   let packError: unknown = null;
+  let archiveBytes = 0;
+  // Small files' bytes handed to yazl as whole buffers: with the archive's bytes written
+  // so far, they bound the memory held by the packer.
+  let bufferedBytes = 0;
+  let drained: (() => void) | null = null;
   // yazl listens for errors on neither the streams it is given nor reports them on its
   // output: a failing source read ends the archive output here, and the streams handed to
   // yazl never emit 'error' themselves (an unheard 'error' would crash the process).
   const failPack = (error: unknown) => {
     packError ??= error;
     (zip.outputStream as unknown as PassThrough).destroy(error instanceof Error ? error : new Error(String(error)));
+    drained?.();
   };
 
-  const readAhead = smallFileReadAhead(run, manifest);
-  for (const entry of manifest.entries) {
-    const options = { mtime: new Date(entry.mtimeMs), mode: entryMode(entry) };
-    if (entry.kind === 'directory') {
-      zip.addEmptyDirectory(entry.path, options);
-      continue;
-    }
+  /** A larger file is streamed into the archive, opened only when yazl reaches it. */
+  const addStreamed = (entry: ManifestEntry, options: { mtime: Date; mode: number }) => {
     const sourcePath = joinPath(run.source.path, entry.path);
     zip.addReadStreamLazy(entry.path, { ...options, compress: false, size: entry.size }, (cb) => {
-      // Opened only when yazl reaches this entry: one source file open at a time.
       if (run.signal?.aborted) {
         failPack(new KetterError('CANCELLED', 'cancelled'));
         return cb(null, new PassThrough());
       }
       const open = async (): Promise<Readable> => {
         const hasher = await createHasher(algorithm);
-        const signalOption = run.signal ? { signal: run.signal } : {};
-        const prefetched = readAhead.take(entry);
-        const input = prefetched
-          ? Readable.from([asBuffer(await prefetched)])
-          : src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...signalOption });
+        const input = src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...(run.signal ? { signal: run.signal } : {}) });
         const hashing = hashingTransform(hasher, chunkSizeFor(entry.size), (n) => (run.emitter.progress.bytesDone += n), (size) => {
           sourceHashes.set(entry.path, { hash: hasher.digest(), size });
           run.emitter.progress.filesDone += 1;
@@ -85,21 +86,62 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
         },
       );
     });
+  };
+
+  const archiveHasher = await createHasher(algorithm);
+  const onArchiveBytes = (n: number) => {
+    archiveBytes += n;
+    if (drained && archiveBytes + BUFFERED_BYTES_LIMIT >= bufferedBytes) {
+      drained();
+      drained = null;
+    }
+  };
+  const sink = dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...(run.signal ? { signal: run.signal } : {}) });
+  run.tempPaths.push(archivePath);
+  const writing = pipeline(
+    zip.outputStream,
+    hashingTransform(archiveHasher, 8 * 1024 * 1024, onArchiveBytes, () => undefined),
+    sink,
+    run.signal ? { signal: run.signal } : {},
+  );
+  writing.catch(() => undefined); // awaited below
+
+  const readAhead = smallFileReadAhead(run, manifest);
+  try {
+    for (const entry of manifest.entries) {
+      if (packError) break;
+      throwIfAborted(run.signal);
+      const options = { mtime: new Date(entry.mtimeMs), mode: entryMode(entry) };
+      if (entry.kind === 'directory') {
+        zip.addEmptyDirectory(entry.path, options);
+        continue;
+      }
+      const prefetched = readAhead.take(entry);
+      if (prefetched) {
+        // A small file goes in as a whole buffer: a stream pipeline per 1 KiB entry cost
+        // more than reading, hashing and writing it.
+        const got = await prefetched;
+        const data = asBuffer(got.data);
+        sourceHashes.set(entry.path, { hash: got.hash ?? (await hashOf(algorithm, data)), size: data.byteLength, checked: got.checked === true });
+        run.emitter.progress.bytesDone += data.byteLength;
+        run.emitter.progress.filesDone += 1;
+        zip.addBuffer(data, entry.path, { ...options, compress: false });
+        bufferedBytes += data.byteLength;
+        if (bufferedBytes - archiveBytes > BUFFERED_BYTES_LIMIT) await new Promise<void>((resolve) => (drained = resolve));
+        continue;
+      }
+      addStreamed(entry, options);
+    }
+  } catch (error) {
+    failPack(error);
+  } finally {
+    readAhead.close();
   }
   zip.on('error', failPack);
   zip.end();
 
-  const archiveHasher = await createHasher(algorithm);
-  let archiveBytes = 0;
-  const sink = dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...(run.signal ? { signal: run.signal } : {}) });
-  run.tempPaths.push(archivePath);
   try {
-    await pipeline(
-      zip.outputStream,
-      hashingTransform(archiveHasher, 8 * 1024 * 1024, (n) => (archiveBytes += n), () => undefined),
-      sink,
-      run.signal ? { signal: run.signal } : {},
-    );
+    await writing;
   } catch (error) {
     throwIfAborted(run.signal);
     const cause = packError ?? error;
@@ -119,45 +161,89 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   return { path: archivePath, bytes: archiveBytes, hash: archiveHasher.digest(), sourceHashes };
 }
 
-/** Small files read ahead of the archive writer (bounded by count and bytes). */
+/** Small files' bytes held by yazl before they are written out. */
+const BUFFERED_BYTES_LIMIT = 16 * 1024 * 1024;
+
+/** Small files read ahead of the archive writer through the adapter (bounded by count and bytes). */
 const READ_AHEAD_FILES = 32;
 const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 
+/** A small file's bytes; from the local lane also its source hash, and checked against its scan. */
+interface Prefetched {
+  data: Uint8Array;
+  hash?: string;
+  checked?: boolean;
+}
+
 /**
- * yazl asks for one entry's stream at a time; reading each small file only then makes the
- * packer wait on one source round trip per file. This keeps the next small files' reads in
- * flight (through the adapter's `readFile` fast path), in archive order.
+ * yazl asks for one entry at a time; reading each small file only then makes the packer
+ * wait on one source round trip per file. This keeps the next small files' reads in
+ * flight, in archive order: on the local lane's worker threads for a local source (batches
+ * of files read and hashed with synchronous calls — per-file asynchronous reads cost more
+ * main-thread time than the I/O), otherwise through the adapter's `readFile` fast path.
+ * `close()` stops reads not yet started.
  */
-function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: ManifestEntry): Promise<Uint8Array> | null } {
+function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: ManifestEntry): Promise<Prefetched> | null; close(): void } {
   const src = run.sourceAdapter;
+  const onLane = canReadOnLane(run);
   const readFile = src.readFile?.bind(src);
-  const small = readFile ? manifest.entries.filter((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES) : [];
-  const index = new Map(small.map((e, i) => [e.path, i] as const));
-  const inFlight = new Map<number, { bytes: number; data: Promise<Uint8Array> }>();
+  const small = onLane || readFile ? manifest.entries.filter((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES) : [];
+  const batches = onLane ? makeBatches(small) : small.map((e) => [e]);
+  const where = new Map<string, { batch: number; at: number }>();
+  batches.forEach((batch, b) => batch.forEach((e, at) => where.set(e.path, { batch: b, at })));
+  const maxInFlight = onLane ? laneReadBatchesInFlight() : READ_AHEAD_FILES;
+  const stop = new SharedArrayBuffer(4);
+  const inFlight = new Map<number, { bytes: number; files: Array<Promise<Prefetched>> }>();
   let next = 0;
   let bytes = 0;
+
+  const readBatch = (batch: readonly ManifestEntry[]): Array<Promise<Prefetched>> => {
+    const signal = run.signal ? { signal: run.signal } : {};
+    const viaAdapter = (e: ManifestEntry) => (readFile as NonNullable<typeof readFile>)(joinPath(run.source.path, e.path), signal).then((data) => ({ data }));
+    if (!onLane) return batch.map(viaAdapter);
+    const answers = readOnLane(run, batch, stop);
+    return batch.map((e, i) =>
+      answers.then((all) => {
+        const got = all[i];
+        if (got === 'retry') {
+          if (!readFile) throw new KetterError(ErrorCode.IO_ERROR, `read failed: ${run.source.portal.describe(joinPath(run.source.path, e.path))}`);
+          return viaAdapter(e); // a transient fault: once more through the adapter
+        }
+        if (got instanceof KetterError || got === undefined) throw got ?? new Error('local lane lost a file');
+        return { ...got, checked: true };
+      }),
+    );
+  };
   const pump = (from: number) => {
     next = Math.max(next, from);
-    while (next < small.length && inFlight.size < READ_AHEAD_FILES && (inFlight.size === 0 || bytes + (small[next] as ManifestEntry).size <= READ_AHEAD_BYTES)) {
-      const entry = small[next] as ManifestEntry;
-      const data = (readFile as NonNullable<typeof readFile>)(joinPath(run.source.path, entry.path), run.signal ? { signal: run.signal } : {});
-      data.catch(() => undefined); // reported when taken
-      inFlight.set(next, { bytes: entry.size, data });
-      bytes += entry.size;
+    while (next < batches.length && inFlight.size < maxInFlight) {
+      const batch = batches[next] as ManifestEntry[];
+      const size = batch.reduce((n, e) => n + e.size, 0);
+      if (inFlight.size > 0 && bytes + size > READ_AHEAD_BYTES) break;
+      const files = readBatch(batch);
+      for (const file of files) file.catch(() => undefined); // reported when taken
+      inFlight.set(next, { bytes: size, files });
+      bytes += size;
       next += 1;
     }
   };
   return {
     take(entry) {
-      const i = index.get(entry.path);
-      if (i === undefined) return null;
-      if (!inFlight.has(i)) pump(i);
-      const got = inFlight.get(i);
+      const place = where.get(entry.path);
+      if (place === undefined) return null;
+      if (!inFlight.has(place.batch)) pump(place.batch);
+      const got = inFlight.get(place.batch);
       if (!got) return null;
-      inFlight.delete(i);
-      bytes -= got.bytes;
-      pump(i + 1);
-      return got.data;
+      // The batch's last file taken: its memory is the packer's now, read the next ones.
+      if (place.at === got.files.length - 1) {
+        inFlight.delete(place.batch);
+        bytes -= got.bytes;
+        pump(place.batch + 1);
+      }
+      return got.files[place.at] ?? null;
+    },
+    close() {
+      Atomics.store(new Int32Array(stop), 0, 1);
     },
   };
 }
@@ -165,6 +251,12 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
 /** Zip external attributes keep the type bits; yazl wants a full st_mode. */
 function entryMode(entry: ManifestEntry): number {
   return (entry.kind === 'directory' ? 0o040000 : 0o100000) | (entry.mode & 0o7777);
+}
+
+async function hashOf(algorithm: HashAlgorithm, data: Uint8Array): Promise<string> {
+  const hasher = await createHasher(algorithm);
+  hasher.update(data);
+  return hasher.digest();
 }
 
 /** A view of the bytes without copying them. */

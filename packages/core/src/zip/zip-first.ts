@@ -3,6 +3,7 @@ import { commitStaging } from '../engine/commit.js';
 import { rereadHash } from '../engine/file-copy.js';
 import { finishIdentical, preserveTimes } from '../engine/finish.js';
 import type { JobRun, StagedFile } from '../engine/job-run.js';
+import { warmLaneForReads } from '../engine/local-lane.js';
 import { forEachLimit } from '../engine/pool.js';
 import { preflight } from '../engine/preflight.js';
 import { deleteSources } from '../engine/source-delete.js';
@@ -24,6 +25,7 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
     throw new KetterError(ErrorCode.INVALID_REQUEST, 'ZIP_FIRST needs a directory source');
   }
   run.decide(plan);
+  warmLaneForReads(run, manifest.entries); // the packer's readers start while locks and preflight run
   await run.lock();
   // The archive and the extracted tree sit side by side until the archive is removed.
   if ((await preflight(run, manifest, plan.totalBytes * 2)) === 'identical') return finishIdentical(run, manifest, 'ZIP_FIRST');
@@ -40,7 +42,9 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
     algorithm: run.settings.algorithm,
     archiveHash: archive.hash,
   });
-  await forEachLimit(manifest.entries.filter((e) => e.kind === 'file'), run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
+  // Files read on the local lane were checked against their scan as they were read.
+  const unchecked = manifest.entries.filter((e) => e.kind === 'file' && archive.sourceHashes.get(e.path)?.checked !== true);
+  await forEachLimit(unchecked, run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
 
   run.emitter.setPhase('extract');
   run.emitter.progress.filesDone = 0;
