@@ -44,6 +44,7 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   const staged: StagedFile[] = [];
   const inlineVerify = !hasServerHash(run);
   const stageOne = async (entry: ManifestEntry): Promise<void> => {
+    await run.emitter.caughtUp();
     const kept = resume ? await keepFromResume(run, resume, entry) : null;
     if (kept) {
       staged.push(kept);

@@ -54,10 +54,15 @@ export interface ProgressCounters {
  * Stamps events with the envelope, hands them to hooks at once, and persists them to the
  * store in ordered batches: per-file events never cost a store round trip each.
  */
+/** Events a job may hold for the store before its per-file loops wait (see `caughtUp`). */
+export const MAX_UNWRITTEN_EVENTS = 5_000;
+
 export class JobEmitter {
   readonly #o: EmitterOptions;
   #seq: number;
   #buffer: KetterEvent[] = [];
+  /** Persistent events emitted and not yet in the store. */
+  #unwritten = 0;
   #writing: Promise<void> = Promise.resolve();
   #failure: unknown = null;
   #timer: NodeJS.Timeout | null = null;
@@ -89,6 +94,7 @@ export class JobEmitter {
     this.#callHook(event);
     if (!EPHEMERAL_EVENTS.has(event.type)) {
       this.#buffer.push(event);
+      this.#unwritten += 1;
       if (this.#buffer.length >= this.#o.batchSize) void this.#drain();
       else this.#timer ??= setTimeout(() => void this.#drain(), this.#o.flushIntervalMs);
     }
@@ -103,6 +109,16 @@ export class JobEmitter {
     await this.#drain();
     await this.#writing;
     if (this.#failure) throw this.#storeError(this.#failure);
+  }
+
+  /**
+   * Resolves at once unless the store has fallen more than {@link MAX_UNWRITTEN_EVENTS}
+   * events behind; then once it has caught up. Loops that emit per file await it, so a store
+   * slower than the copy slows the job instead of piling events up in memory.
+   */
+  caughtUp(): Promise<void> {
+    if (this.#unwritten <= MAX_UNWRITTEN_EVENTS || this.#failure) return Promise.resolve();
+    return this.#drain();
   }
 
   /** Start periodic `job.progress` events (only when something changed). */
@@ -158,7 +174,9 @@ export class JobEmitter {
       if (this.#failure) return;
       for (let i = 0; i < batch.length; i += this.#o.batchSize) {
         try {
-          await this.#appendWithRetry(batch.slice(i, i + this.#o.batchSize));
+          const part = batch.slice(i, i + this.#o.batchSize);
+          await this.#appendWithRetry(part);
+          this.#unwritten -= part.length;
         } catch (error) {
           this.#failure = error;
           return;

@@ -57,9 +57,16 @@ export type LaneResult =
 // The worker pool: shared by every job of the process, created on first use, never what
 // keeps the process alive while idle.
 
+/** A worker's reply: `results` to a batch of tasks, `walk` to a walk (see `local-tree.ts`). */
+interface LaneReply {
+  id: number;
+  results?: LaneResult[];
+  walk?: unknown;
+}
+
 interface LaneWorker {
   worker: Worker;
-  pending: Map<number, { resolve: (results: LaneResult[]) => void; reject: (error: Error) => void }>;
+  pending: Map<number, { resolve: (reply: LaneReply) => void; reject: (error: Error) => void }>;
 }
 
 const pool: LaneWorker[] = [];
@@ -73,11 +80,11 @@ export function laneWorkerCount(): number {
 function spawn(): LaneWorker {
   const lw: LaneWorker = { worker: new Worker(LANE_WORKER_SOURCE, { eval: true }), pending: new Map() };
   lw.worker.unref();
-  lw.worker.on('message', (m: { id: number; results: LaneResult[] }) => {
+  lw.worker.on('message', (m: LaneReply) => {
     const waiter = lw.pending.get(m.id);
     lw.pending.delete(m.id);
     if (lw.pending.size === 0) lw.worker.unref();
-    waiter?.resolve(m.results);
+    waiter?.resolve(m);
   });
   const lost = (error: Error) => {
     const at = pool.indexOf(lw);
@@ -99,15 +106,32 @@ function pickWorker(): LaneWorker {
   return best;
 }
 
-/** Run one batch on a worker. `stop` is a shared flag the worker checks before each file. */
-function runBatch(tasks: readonly LaneTask[], stop: SharedArrayBuffer): Promise<LaneResult[]> {
+/** Send one message to the least busy worker; resolves with its reply. */
+function post(message: object): Promise<LaneReply> {
   const lw = pickWorker();
   const id = nextBatchId++;
   return new Promise((resolve, reject) => {
     lw.pending.set(id, { resolve, reject });
     lw.worker.ref();
-    lw.worker.postMessage({ id, tasks, stop });
+    lw.worker.postMessage({ ...message, id });
   });
+}
+
+/** Run one batch on a worker. `stop` is a shared flag the worker checks before each file. */
+async function runBatch(tasks: readonly LaneTask[], stop: SharedArrayBuffer): Promise<LaneResult[]> {
+  const { results } = await post({ tasks, stop });
+  if (results === undefined) throw new Error('local lane answered a batch without results');
+  return results;
+}
+
+/** Whether the pool has workers running (started by this job or another): work sent now starts at once. */
+export function laneIsWarm(): boolean {
+  return pool.length > 0;
+}
+
+/** @internal Send a walk request to a worker (see `local-tree.ts`); resolves with the worker's `walk` answer. */
+export async function postWalk(walk: { root: string; dirs: string[]; budget: number }): Promise<unknown> {
+  return (await post({ walk })).walk;
 }
 
 /**
@@ -206,6 +230,8 @@ async function runLane(
   let failure: { error: unknown } | null = null;
   const feeder = async (): Promise<void> => {
     while (failure === null && !halted() && next < batches.length) {
+      await run.emitter.caughtUp();
+      if (failure !== null || halted() || next >= batches.length) return;
       const batch = batches[next++] as ManifestEntry[];
       const tasks = batch.map((entry) => taskFor(run, entry, split.replace));
       let results: LaneResult[];

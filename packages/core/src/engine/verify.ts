@@ -49,7 +49,10 @@ export async function verifyByReread(run: JobRun, file: StagedFile): Promise<voi
 export async function verifyStaged(run: JobRun, files: readonly StagedFile[]): Promise<void> {
   run.emitter.setPhase('verify');
   if (!hasServerHash(run)) {
-    await forEachLimit(files, run.runtime.concurrency, (file) => verifyByReread(run, file));
+    await forEachLimit(files, run.runtime.concurrency, async (file) => {
+      await run.emitter.caughtUp();
+      await verifyByReread(run, file);
+    });
     return;
   }
   const adapter = run.destAdapter;
@@ -58,6 +61,7 @@ export async function verifyStaged(run: JobRun, files: readonly StagedFile[]): P
   const batches: StagedFile[][] = [];
   for (let i = 0; i < files.length; i += SERVER_HASH_BATCH) batches.push(files.slice(i, i + SERVER_HASH_BATCH));
   await forEachLimit(batches, SERVER_HASH_PARALLEL, async (batch) => {
+    await run.emitter.caughtUp();
     const hashes = await hash(
       batch.map((f) => f.stagedPath),
       run.settings.algorithm,

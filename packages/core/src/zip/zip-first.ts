@@ -64,6 +64,7 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
     const source = archive.sourceHashes.get(entry.path);
     if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
     staged.push({ entry, stagedPath: run.stagedPathOf(entry), hash: source.hash, size: source.size });
+    await run.emitter.caughtUp();
     run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
   }
   await verifyStaged(run, staged);
