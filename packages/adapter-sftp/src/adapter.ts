@@ -38,8 +38,12 @@ const UNCONNECTED: AdapterCapabilities = Object.freeze({
   symlinks: true,
 });
 
-/** SFTP requests issued at once by tree-wide operations (remove, sync). */
-const TREE_CONCURRENCY = 16;
+/**
+ * SFTP requests issued at once by tree-wide operations (remove, sync): each file costs
+ * round trips, not bandwidth, so many in flight hide the latency (OpenSSH's server answers
+ * them in order, one channel).
+ */
+const TREE_CONCURRENCY = 64;
 /** From this many paths on (and where commands may run), one remote `sync -f` replaces per-file fsyncs. */
 const REMOTE_SYNC_THRESHOLD = 16;
 

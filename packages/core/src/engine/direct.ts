@@ -6,7 +6,7 @@ import { commitStaging } from './commit.js';
 import { copyAndHash, copyVerifyOverlapped, OVERLAP_VERIFY_BYTES, type CopiedFile } from './file-copy.js';
 import { OFF_THREAD_ALGORITHMS } from '../hash/offthread.js';
 import type { JobRun, StagedFile } from './job-run.js';
-import { forEachLimit } from './pool.js';
+import { forEachLimit, forEachWithin } from './pool.js';
 import { splitForLocalLane, stageWithLocalLane, warmLocalLane } from './local-lane.js';
 import { canCopyVerifyLocal, copyVerifyLocal, type LocalCopyEnds } from './local-copy.js';
 import { preflight } from './preflight.js';
@@ -60,8 +60,8 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   // Between two local filesystems, small files are copied and verified on worker threads;
   // the rest (and the lane's transient failures) take stageOne at the same time.
   const lane = splitForLocalLane(run, order, resume);
-  if (lane) await stageWithLocalLane(run, lane, concurrencyFor(run, lane.rest), staged, stageOne);
-  else await forEachLimit(order, concurrencyFor(run, order), stageOne);
+  if (lane) await stageWithLocalLane(run, lane, (files, one) => stageAll(run, files, one), staged, stageOne);
+  else await stageAll(run, order, stageOne);
   // --- end local fast lane -------------------------------------------------------------
   if (!inlineVerify) await verifyStaged(run, staged);
   if (run.settings.mode === 'move') {
@@ -97,10 +97,20 @@ async function keepFromResume(run: JobRun, resume: Resumable, entry: ManifestEnt
   return { entry, stagedPath, hash: kept.hash, size: kept.size };
 }
 
-/** Concurrency pays for small files; for a few big ones it only splits the disk between them. */
-function concurrencyFor(run: JobRun, files: readonly ManifestEntry[]): number {
+/** Bytes that files being copied may hold in memory at once (buffers, queued chunks). */
+const STAGING_MEMORY_BUDGET = 64 * 1024 * 1024;
+/** What one file in flight holds at most: a whole small file, or a large one's buffers. */
+const stagingWeight = (entry: ManifestEntry) => Math.min(entry.size, 16 * 1024 * 1024);
+
+/**
+ * Stage files through the adapter path. Concurrency pays for small files (more so over a
+ * network, where it hides round trips); for a few big ones it only splits the disk between
+ * them; and memory stays bounded whatever the mix.
+ */
+function stageAll(run: JobRun, files: readonly ManifestEntry[], stageOne: (entry: ManifestEntry) => Promise<void>): Promise<void> {
   const big = files.filter((f) => f.size >= 64 * 1024 * 1024).length;
-  return big === files.length ? Math.min(2, run.runtime.concurrency) : run.runtime.concurrency;
+  const concurrency = big === files.length ? Math.min(2, run.runtime.concurrency) : run.runtime.concurrency;
+  return forEachWithin(files, { concurrency, budget: STAGING_MEMORY_BUDGET }, stagingWeight, stageOne);
 }
 
 /**

@@ -90,7 +90,9 @@ export class JobRun {
    */
   static async begin(request: TransferRequest, context: RunContext, requestedStrategy: 'auto' | 'direct' | 'zip'): Promise<JobRun> {
     const settings = requestSettings(request);
-    const runtime = runtimeSettings(context);
+    // An adapter without a local path reaches its files over a network.
+    const remote = !request.source?.portal?.adapter?.localPath || !request.destination?.portal?.adapter?.localPath;
+    const runtime = runtimeSettings(context, { remote });
     const run = new JobRun(request, context, settings, runtime);
     run.emitter.emit({
       type: 'job.created',
@@ -147,6 +149,10 @@ export class JobRun {
     this.emitter.progress.filesTotal = plan.nFiles;
     this.emitter.progress.bytesTotal = plan.totalBytes;
     this.emitter.emit({ type: 'plan.decided', ...summarizePlan(plan) });
+    // A head start only: the decision is written while locks and checks run. Preflight's
+    // awaited flush is what puts it on record before anything is created (and reports a
+    // store failure); the emitter keeps that failure until then.
+    this.emitter.flush().catch(() => undefined);
   }
 
   /** Lock source and final destination; fails fast with SOURCE_LOCKED / DESTINATION_LOCKED. */

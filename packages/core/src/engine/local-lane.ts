@@ -16,7 +16,8 @@ import { hasServerHash, recordVerification } from './verify.js';
  * volumes), a small file costs more in main-thread bookkeeping of its ~14 asynchronous fs
  * requests than in I/O. Here worker threads copy, hash and verify such files with
  * synchronous calls, in batches, and the main thread only records the results — the same
- * events, the same proof, the same failure codes as the adapter path.
+ * events, the same proof, the same failure codes as the adapter path. After the commit, the
+ * same workers list the committed tree for its re-check (`local-tree.ts`).
  *
  * `FaultyAdapter` deliberately does not expose `localPath`: fault-injection tests must keep
  * exercising the adapter path, and a wrapper that has to see every read and write must
@@ -183,7 +184,7 @@ export function splitForLocalLane(run: JobRun, files: readonly ManifestEntry[], 
 export async function stageWithLocalLane(
   run: JobRun,
   split: LaneSplit,
-  restConcurrency: number,
+  stageRest: (files: readonly ManifestEntry[], stageOne: (entry: ManifestEntry) => Promise<void>) => Promise<void>,
   staged: StagedFile[],
   stageOne: (entry: ManifestEntry) => Promise<void>,
 ): Promise<void> {
@@ -205,7 +206,7 @@ export async function stageWithLocalLane(
   run.signal.addEventListener('abort', onAbort, { once: true });
   try {
     await Promise.all([
-      guard(forEachLimit(split.rest, restConcurrency, (entry) => (halted ? Promise.resolve() : stageOne(entry)))),
+      guard(stageRest(split.rest, (entry) => (halted ? Promise.resolve() : stageOne(entry)))),
       guard(runLane(run, split, staged, stop, () => halted, stageOne)),
     ]);
     throwIfAborted(run.signal);

@@ -56,7 +56,7 @@ export interface RunContext {
   operator?: string;
   /** Recorded in every event; defaults to the hostname. */
   host?: string;
-  /** Files in flight at once for many-file trees (default 16). */
+  /** Files in flight at once for many-file trees (default 16 between local filesystems, 64 when either end is remote). */
   concurrency?: number;
   retry?: RetryOptions;
   /** Minimum interval between `job.progress` events (default 250 ms). */
