@@ -22,7 +22,7 @@ import { fingerprintPolicy, knownHostsPolicy, type HostKeyPolicy } from './host-
 import { walk } from './list.js';
 import { parseOptions, type ResolvedSftpOptions, type SftpAdapterOptions } from './options.js';
 import { HASH_TOOLS, probeTools, remoteExtract, remoteHash, remoteSync } from './remote-exec.js';
-import { sftpCalls, toFileStat } from './sftp-calls.js';
+import { maxReadLen, maxWriteLen, sftpCalls, toFileStat } from './sftp-calls.js';
 import { SftpReadStream, SftpWriteStream, type OpenedFile } from './streams.js';
 import { parseSftpUrl, type FromUrlOptions } from './url.js';
 
@@ -144,6 +144,7 @@ export class SftpAdapter implements Adapter {
 
   async close(): Promise<void> {
     this.#state = 'closed';
+    this.#durable.clear();
     const conn = this.#conn;
     this.#conn = null;
     conn?.close();
@@ -192,9 +193,97 @@ export class SftpAdapter implements Adapter {
         open: () => this.#openFile('write', path, 'wx', mode),
         mapError: (error) => this.#mapWriteError(error, path),
         signal: options.signal,
+        fsyncOnClose: this.#fsyncOnClose() ? { durable: () => void this.#durable.add(this.#abs(path)) } : undefined,
       },
       options.highWaterMark,
     );
+  }
+
+  /**
+   * A whole small file in two round trips: open, then the reads for its size and one byte
+   * more (growth shows), an fstat and the close, all in flight together. The stream path
+   * pays open, read, a read that answers EOF, and close, one after the other.
+   */
+  async readFile(path: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    throwIfAborted(options.signal);
+    return this.#withSftp('read', path, async (sftp) => {
+      const handle = await sftpCalls.open(sftp, this.#abs(path), 'r');
+      // The server answers in order: the read and the fstat go out before the close.
+      const first = Buffer.allocUnsafe(maxReadLen(sftp));
+      const reading = Promise.all([readSome(sftp, handle, first, 0), sftpCalls.fstat(sftp, handle)]);
+      reading.catch(() => undefined);
+      const closing = sftpCalls.close(sftp, handle);
+      closing.catch(() => undefined);
+      const [n, attrs] = await reading;
+      await closing;
+      // Shorter than a piece: the whole file (a read past the end answers 0 bytes).
+      if (n < first.length) return first.subarray(0, n);
+      // Larger than one piece: the rest through a fresh handle, every piece in flight.
+      return this.#readRest(sftp, path, first, attrs.size);
+    });
+  }
+
+  async #readRest(sftp: SFTPWrapper, path: string, head: Buffer, size: number): Promise<Uint8Array> {
+    const piece = maxReadLen(sftp);
+    const handle = await sftpCalls.open(sftp, this.#abs(path), 'r');
+    try {
+      const buffer = Buffer.allocUnsafe(size + 1);
+      head.copy(buffer, 0);
+      const offsets: number[] = [];
+      for (let at = head.length; at < buffer.length; at += piece) offsets.push(at);
+      const got = await Promise.all(offsets.map((at) => readSome(sftp, handle, buffer.subarray(at, Math.min(at + piece, buffer.length)), at)));
+      let total = head.length;
+      for (let i = 0; i < offsets.length; i++) {
+        total += got[i] as number;
+        // A short answer before the end: read on from there, one request at a time.
+        if ((got[i] as number) < Math.min(piece, buffer.length - (offsets[i] as number))) {
+          return Buffer.concat([buffer.subarray(0, total), await readToEnd(sftp, handle, total)]);
+        }
+      }
+      return total > size ? Buffer.concat([buffer.subarray(0, total), await readToEnd(sftp, handle, total)]) : buffer.subarray(0, total);
+    } finally {
+      await sftpCalls.close(sftp, handle).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A new small file in two round trips: the exclusive open, then the writes, the mode
+   * (set on the handle: the server's umask applied to the open's), the fsync where no
+   * remote \`sync\` will follow, and the close, all in flight together.
+   */
+  async writeFile(path: string, data: Uint8Array, options: { mode?: number; signal?: AbortSignal } = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const mode = options.mode === undefined ? undefined : options.mode & 0o7777;
+    const conn = await this.#ensure('write', path);
+    const { sftp, release } = conn.acquire();
+    try {
+      const handle = await sftpCalls.open(sftp, this.#abs(path), 'wx', mode === undefined ? undefined : { mode });
+      const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const piece = maxWriteLen(sftp);
+      const requests: Array<Promise<void>> = [];
+      for (let at = 0; at < bytes.length; at += piece) requests.push(sftpCalls.write(sftp, handle, bytes, at, Math.min(piece, bytes.length - at), at));
+      if (mode !== undefined) requests.push(sftpCalls.fsetstat(sftp, handle, { mode }));
+      const durable = this.#fsyncOnClose();
+      if (durable) requests.push(sftpCalls.fsync(sftp, handle));
+      const written = Promise.all(requests);
+      written.catch(() => undefined);
+      // The close goes out behind the writes: it reports a late failure (a full disk) too.
+      const closed = sftpCalls.close(sftp, handle);
+      await Promise.all([written, closed]);
+      if (durable) this.#durable.add(this.#abs(path));
+    } catch (error) {
+      throw conn.alive ? await this.#mapWriteError(error, path) : connectionError({ operation: 'write', path, endpoint: this.id }, error);
+    } finally {
+      release();
+    }
+  }
+
+  /** Files written since, already fsynced on close: `sync` skips them (their directories still get synced). */
+  readonly #durable = new Set<string>();
+
+  /** Where no remote \`sync -f\` will make a tree durable, each written file is fsynced as it is closed. */
+  #fsyncOnClose(): boolean {
+    return this.#capabilities.fsync && !this.#tools.has('sync');
   }
 
   async mkdir(path: string): Promise<void> {
@@ -312,8 +401,9 @@ export class SftpAdapter implements Adapter {
       }
     }
     const limit = limiter(TREE_CONCURRENCY);
+    const pending = paths.filter((path) => !this.#durable.delete(this.#abs(path)));
     await Promise.all(
-      paths.map((path) =>
+      pending.map((path) =>
         limit(() =>
           this.#withSftp('sync', path, async (sftp) => {
             const handle = await sftpCalls.open(sftp, this.#abs(path), 'r');
@@ -590,6 +680,24 @@ function join(a: string, b: string): string {
 function parent(path: string): string {
   const i = path.lastIndexOf('/');
   return i < 0 ? '' : path.slice(0, i);
+}
+
+/** One read request (at most the session's read length): the bytes read, 0 at end of file. */
+function readSome(sftp: SFTPWrapper, handle: Buffer, into: Buffer, position: number): Promise<number> {
+  return sftpCalls.read(sftp, handle, into, 0, into.length, position);
+}
+
+/** Everything from `position` to the end of the file, one request at a time. */
+async function readToEnd(sftp: SFTPWrapper, handle: Buffer, position: number): Promise<Buffer> {
+  const piece = maxReadLen(sftp);
+  const parts: Buffer[] = [];
+  for (let at = position; ; ) {
+    const buffer = Buffer.allocUnsafe(piece);
+    const n = await readSome(sftp, handle, buffer, at);
+    if (n === 0) return Buffer.concat(parts);
+    parts.push(buffer.subarray(0, n));
+    at += n;
+  }
 }
 
 async function readWholeDir(sftp: SFTPWrapper, absolute: string): Promise<Array<{ filename: string; attrs: import('ssh2').Attributes }>> {

@@ -122,6 +122,8 @@ export const sftpCalls = {
   opendir: (s: SFTPWrapper, p: string) => call<Buffer>(s, (cb) => s.opendir(p, cb)),
   close: (s: SFTPWrapper, handle: Buffer) => call(s, (cb) => s.close(handle, cb)),
   fsync: (s: SFTPWrapper, handle: Buffer) => call(s, (cb) => s.ext_openssh_fsync(handle, (err) => cb(err))),
+  fstat: (s: SFTPWrapper, handle: Buffer) => call<Attributes>(s, (cb) => s.fstat(handle, cb)),
+  fsetstat: (s: SFTPWrapper, handle: Buffer, attrs: InputAttributes) => call(s, (cb) => s.fsetstat(handle, attrs, cb)),
   statvfs: (s: SFTPWrapper, p: string) =>
     call<{ f_frsize: number | bigint; f_bavail: number | bigint }>(s, (cb) => s.ext_openssh_statvfs(p, cb)),
   /** One READDIR page, or null at end of directory. */

@@ -15,6 +15,8 @@ export interface StreamHooks {
   open(): Promise<OpenedFile>;
   mapError(error: unknown): Promise<Error> | Error;
   signal?: AbortSignal | undefined;
+  /** Writes: fsync the handle just before closing it (in flight together), then call `durable`. */
+  fsyncOnClose?: { durable(): void } | undefined;
 }
 
 /** Requests in flight for one chunk; OpenSSH queues them and answers in order. */
@@ -183,9 +185,13 @@ export class SftpWriteStream extends Writable {
   override _final(callback: (error?: Error | null) => void): void {
     const file = this.#file as OpenedFile;
     this.#file = undefined;
-    sftpCalls.close(file.sftp, file.handle).then(
+    const durable = this.#hooks.fsyncOnClose;
+    const synced = durable ? sftpCalls.fsync(file.sftp, file.handle) : Promise.resolve();
+    synced.catch(() => undefined);
+    Promise.all([synced, sftpCalls.close(file.sftp, file.handle)]).then(
       () => {
         file.release();
+        durable?.durable();
         callback();
       },
       async (error) => {

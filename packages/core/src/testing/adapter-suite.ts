@@ -289,6 +289,66 @@ export function describeAdapterConformance(api: TestApi, factory: () => Promise<
       });
     });
 
+    describe('small-file fast path (readFile / writeFile, where the adapter has them)', () => {
+      const needFastPath = (skipTest: SkipFn): { readFile: NonNullable<Adapter['readFile']>; writeFile: NonNullable<Adapter['writeFile']> } => {
+        const { readFile, writeFile } = ad();
+        if (!readFile || !writeFile) skipTest('the adapter has no readFile/writeFile');
+        return { readFile: readFile.bind(ad()), writeFile: writeFile.bind(ad()) };
+      };
+      // Around the request sizes remote protocols use (32 KiB, 256 KiB) and the 1 MiB limit.
+      const SIZES = [0, 1, 1000, 32 * 1024, 32 * 1024 + 1, 100_000, 256 * 1024 + 3, 1024 * 1024];
+
+      test('bytes written by writeFile read back identical through readFile and the stream', async ({ skip: skipTest }) => {
+        const fast = needFastPath(skipTest);
+        for (const size of SIZES) {
+          const data = randomBytes(size);
+          await fast.writeFile(`f${size}.bin`, data);
+          expect(Buffer.from(await fast.readFile(`f${size}.bin`)).equals(data)).toBe(true);
+          expect((await readBytes(ad(), `f${size}.bin`)).equals(data)).toBe(true);
+          expect((await ad().stat(`f${size}.bin`))?.size).toBe(size);
+        }
+      });
+
+      test('readFile returns what the stream wrote, all of it', async ({ skip: skipTest }) => {
+        const fast = needFastPath(skipTest);
+        for (const size of SIZES) {
+          const data = randomBytes(size);
+          await writeBytes(ad(), `s${size}.bin`, data);
+          expect(Buffer.from(await fast.readFile(`s${size}.bin`)).equals(data)).toBe(true);
+        }
+      });
+
+      test('writeFile is an exclusive create: DESTINATION_EXISTS, the file untouched', async ({ skip: skipTest }) => {
+        const fast = needFastPath(skipTest);
+        await writeBytes(ad(), 'taken.txt', 'original');
+        await expectCode(fast.writeFile('taken.txt', Buffer.from('intruder')), 'DESTINATION_EXISTS');
+        expect((await readBytes(ad(), 'taken.txt')).toString()).toBe('original');
+      });
+
+      test('writeFile gives the file the mode asked for', async ({ skip: skipTest }) => {
+        const fast = needFastPath(skipTest);
+        await fast.writeFile('script.sh', Buffer.from('#!/bin/sh\n'), { mode: 0o750 });
+        await fast.writeFile('private.txt', Buffer.from('x'), { mode: 0o600 });
+        expect(((await ad().stat('script.sh'))?.mode ?? 0) & 0o777).toBe(0o750);
+        expect(((await ad().stat('private.txt'))?.mode ?? 0) & 0o777).toBe(0o600);
+      });
+
+      test('readFile of a missing file is SOURCE_NOT_FOUND; writeFile below a missing directory fails', async ({ skip: skipTest }) => {
+        const fast = needFastPath(skipTest);
+        await expectCode(fast.readFile('missing.wav'), 'SOURCE_NOT_FOUND');
+        await expect(fast.writeFile('no/such/dir/f.txt', Buffer.from('x'))).rejects.toMatchObject({ name: 'KetterError' });
+      });
+
+      test('files written by writeFile can be synced and renamed like any other', async ({ skip: skipTest }) => {
+        const fast = needFastPath(skipTest);
+        await ad().mkdir('batch');
+        await Promise.all(Array.from({ length: 20 }, (_, i) => fast.writeFile(`batch/${i}.wav`, Buffer.from(`take ${i}`))));
+        if (ad().sync) await ad().sync?.([...Array.from({ length: 20 }, (_, i) => `batch/${i}.wav`), 'batch']);
+        await ad().rename('batch', 'done');
+        expect((await readBytes(ad(), 'done/7.wav')).toString()).toBe('take 7');
+      });
+    });
+
     describe('mkdir', () => {
       test('creates missing parents and accepts an existing directory', async () => {
         await ad().mkdir('x/y/z');

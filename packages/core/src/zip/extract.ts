@@ -143,7 +143,10 @@ export async function extractArchive(
         if (item.size <= SMALL_FILE_BYTES && adapter.writeFile) {
           const chunks: Buffer[] = [];
           for await (const chunk of input) chunks.push(chunk as Buffer);
-          await adapter.writeFile(target, Buffer.concat(chunks), signal ? { signal } : {});
+          // The permission bits the packer recorded, never more (no setuid from an archive):
+          // the file is created with them instead of fixed afterwards, a round trip less remotely.
+          const mode = (item.entry.externalFileAttributes >>> 16) & 0o777;
+          await adapter.writeFile(target, Buffer.concat(chunks), { ...(mode === 0 ? {} : { mode }), ...(signal ? { signal } : {}) });
           options.onFile?.(item.path, item.size);
           return;
         }
