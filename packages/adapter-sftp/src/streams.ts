@@ -170,7 +170,9 @@ export class SftpWriteStream extends Writable {
     const piece = maxWriteLen(file.sftp);
     const requests: Array<Promise<void>> = [];
     let position = this.#position;
-    for (const buffer of buffers) {
+    // Many small chunks (an archive's headers and 1 KiB entries) go out as full-size
+    // requests: one round trip's worth of requests per piece, not per chunk.
+    for (const buffer of coalesce(buffers, piece)) {
       for (let offset = 0; offset < buffer.length; offset += piece) {
         const length = Math.min(piece, buffer.length - offset);
         requests.push(sftpCalls.write(file.sftp, file.handle, buffer, offset, length, position));
@@ -206,4 +208,27 @@ export class SftpWriteStream extends Writable {
     this.#file = undefined;
     void closeQuietly(file).then(() => callback(error));
   }
+}
+
+/** Consecutive buffers smaller than `piece` joined into buffers of about `piece` bytes; larger ones as they are. */
+function* coalesce(buffers: readonly Buffer[], piece: number): Generator<Buffer> {
+  let pending: Buffer[] = [];
+  let size = 0;
+  for (const buffer of buffers) {
+    if (buffer.length >= piece) {
+      if (size > 0) yield Buffer.concat(pending, size);
+      pending = [];
+      size = 0;
+      yield buffer;
+      continue;
+    }
+    pending.push(buffer);
+    size += buffer.length;
+    if (size >= piece) {
+      yield Buffer.concat(pending, size);
+      pending = [];
+      size = 0;
+    }
+  }
+  if (size > 0) yield Buffer.concat(pending, size);
 }
