@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createBLAKE3, createXXHash128 } from 'hash-wasm';
 import type { HashAlgorithm } from './algorithms.js';
 
 /** An incremental hash: feed chunks, read a lowercase hex digest once. */
@@ -22,7 +21,9 @@ export async function createHasher(algorithm: HashAlgorithm): Promise<Hasher> {
     }
     case 'xxh128':
     case 'blake3': {
-      const h = algorithm === 'xxh128' ? await createXXHash128() : await createBLAKE3();
+      // Loaded on first use: most jobs hash with sha256 and never need the WebAssembly hashes.
+      const wasm = await import('hash-wasm');
+      const h = algorithm === 'xxh128' ? await wasm.createXXHash128() : await wasm.createBLAKE3();
       h.init();
       return { algorithm, update: (c) => void h.update(c), digest: () => h.digest('hex') };
     }

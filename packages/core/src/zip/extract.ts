@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import yauzl from 'yauzl';
+import type * as Yauzl from 'yauzl';
 import { SMALL_FILE_BYTES, type Adapter } from '../adapter.js';
 import { ErrorCode, fromSystemError, KetterError, throwIfAborted } from '../errors.js';
 import { joinPath, normalizeRelative } from '../paths.js';
@@ -37,63 +37,66 @@ const CACHED_BLOCKS = 4;
  * Reads a zip held by an adapter through ranged reads. Small ranges (headers, small
  * entries) are served from a cache of large blocks, so a session of thousands of small
  * files costs a few reads rather than two per entry; large entries stream directly.
+ * Made once yauzl is loaded (with the first extraction, not with the package).
  */
-class AdapterRangeReader extends yauzl.RandomAccessReader {
-  readonly #blocks = new Map<number, Promise<Buffer>>();
+function rangeReaderOf(yauzl: (typeof Yauzl)['default']) {
+  return class AdapterRangeReader extends yauzl.RandomAccessReader {
+    readonly #blocks = new Map<number, Promise<Buffer>>();
 
-  constructor(
-    private readonly adapter: Adapter,
-    private readonly path: string,
-    private readonly size: number,
-    private readonly signal?: AbortSignal,
-  ) {
-    super();
-  }
-
-  override _readStreamForRange(start: number, end: number): Readable {
-    if (end <= start) return Readable.from([]);
-    if (end - start > BLOCK) {
-      return this.adapter.openRead(this.path, { start, end: end - 1, ...(this.signal ? { signal: this.signal } : {}) }) as Readable;
+    constructor(
+      private readonly adapter: Adapter,
+      private readonly path: string,
+      private readonly size: number,
+      private readonly signal?: AbortSignal,
+    ) {
+      super();
     }
-    const read = async (): Promise<Buffer> => {
-      const parts: Buffer[] = [];
-      for (let index = Math.floor(start / BLOCK); index * BLOCK < end; index++) {
-        const block = await this.#block(index);
-        const from = Math.max(start - index * BLOCK, 0);
-        const to = Math.min(end - index * BLOCK, block.length);
-        parts.push(block.subarray(from, to));
-      }
-      return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
-    };
-    return Readable.from((async function* () {
-      yield await read();
-    })());
-  }
 
-  #block(index: number): Promise<Buffer> {
-    let block = this.#blocks.get(index);
-    if (block) {
-      // Refresh its place in the LRU order.
-      this.#blocks.delete(index);
+    override _readStreamForRange(start: number, end: number): Readable {
+      if (end <= start) return Readable.from([]);
+      if (end - start > BLOCK) {
+        return this.adapter.openRead(this.path, { start, end: end - 1, ...(this.signal ? { signal: this.signal } : {}) }) as Readable;
+      }
+      const read = async (): Promise<Buffer> => {
+        const parts: Buffer[] = [];
+        for (let index = Math.floor(start / BLOCK); index * BLOCK < end; index++) {
+          const block = await this.#block(index);
+          const from = Math.max(start - index * BLOCK, 0);
+          const to = Math.min(end - index * BLOCK, block.length);
+          parts.push(block.subarray(from, to));
+        }
+        return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+      };
+      return Readable.from((async function* () {
+        yield await read();
+      })());
+    }
+
+    #block(index: number): Promise<Buffer> {
+      let block = this.#blocks.get(index);
+      if (block) {
+        // Refresh its place in the LRU order.
+        this.#blocks.delete(index);
+        this.#blocks.set(index, block);
+        return block;
+      }
+      block = this.#load(index);
       this.#blocks.set(index, block);
+      block.catch(() => this.#blocks.delete(index));
+      while (this.#blocks.size > CACHED_BLOCKS) this.#blocks.delete(this.#blocks.keys().next().value as number);
       return block;
     }
-    block = this.#load(index);
-    this.#blocks.set(index, block);
-    block.catch(() => this.#blocks.delete(index));
-    while (this.#blocks.size > CACHED_BLOCKS) this.#blocks.delete(this.#blocks.keys().next().value as number);
-    return block;
-  }
 
-  async #load(index: number): Promise<Buffer> {
-    const start = index * BLOCK;
-    const end = Math.min(this.size, start + BLOCK) - 1;
-    const chunks: Buffer[] = [];
-    for await (const chunk of this.adapter.openRead(this.path, { start, end, highWaterMark: BLOCK, ...(this.signal ? { signal: this.signal } : {}) })) {
-      chunks.push(chunk as Buffer);
+    async #load(index: number): Promise<Buffer> {
+      const start = index * BLOCK;
+      const end = Math.min(this.size, start + BLOCK) - 1;
+      const chunks: Buffer[] = [];
+      for await (const chunk of this.adapter.openRead(this.path, { start, end, highWaterMark: BLOCK, ...(this.signal ? { signal: this.signal } : {}) })) {
+        chunks.push(chunk as Buffer);
+      }
+      return Buffer.concat(chunks);
     }
-    return Buffer.concat(chunks);
-  }
+  };
 }
 
 function unsafe(name: string, why: string): KetterError {
@@ -115,8 +118,10 @@ export async function extractArchive(
 ): Promise<ExtractedEntry[]> {
   const { signal } = options;
   throwIfAborted(signal);
+  const yauzl = (await import('yauzl')).default;
+  const AdapterRangeReader = rangeReaderOf(yauzl);
   const reader = new AdapterRangeReader(adapter, archivePath, archiveBytes, signal);
-  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
+  const zip = await new Promise<Yauzl.ZipFile>((resolve, reject) =>
     yauzl.fromRandomAccessReader(
       reader,
       archiveBytes,
@@ -167,13 +172,13 @@ export async function extractArchive(
 }
 
 interface PlannedEntry extends ExtractedEntry {
-  entry: yauzl.Entry;
+  entry: Yauzl.Entry;
 }
 
-function readEntries(zip: yauzl.ZipFile, archivePath: string): Promise<yauzl.Entry[]> {
+function readEntries(zip: Yauzl.ZipFile, archivePath: string): Promise<Yauzl.Entry[]> {
   return new Promise((resolve, reject) => {
-    const entries: yauzl.Entry[] = [];
-    zip.on('entry', (entry: yauzl.Entry) => {
+    const entries: Yauzl.Entry[] = [];
+    zip.on('entry', (entry: Yauzl.Entry) => {
       entries.push(entry);
       zip.readEntry();
     });
@@ -183,7 +188,7 @@ function readEntries(zip: yauzl.ZipFile, archivePath: string): Promise<yauzl.Ent
   });
 }
 
-function checkEntries(entries: readonly yauzl.Entry[], expected?: ReadonlyMap<string, 'file' | 'directory'>): PlannedEntry[] {
+function checkEntries(entries: readonly Yauzl.Entry[], expected?: ReadonlyMap<string, 'file' | 'directory'>): PlannedEntry[] {
   const seen = new Set<string>();
   const out: PlannedEntry[] = [];
   for (const entry of entries) {

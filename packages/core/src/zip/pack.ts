@@ -1,7 +1,6 @@
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { SMALL_FILE_BYTES } from '../adapter.js';
 import { pipeline } from 'node:stream/promises';
-import { ZipFile } from 'yazl';
 import { ErrorCode, fromSystemError, KetterError, throwIfAborted } from '../errors.js';
 import type { HashAlgorithm } from '../hash/algorithms.js';
 import { createHasher, type Hasher } from '../hash/hasher.js';
@@ -40,6 +39,8 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const dest = run.destAdapter;
   const algorithm = run.settings.algorithm;
   const sourceHashes: PackedArchive['sourceHashes'] = new Map();
+  // Loaded with the first archive: DIRECT-only processes never pay for the zip libraries.
+  const { ZipFile } = (await import('yazl')).default;
   const zip = new ZipFile();
   let packError: unknown = null;
   let archiveBytes = 0;

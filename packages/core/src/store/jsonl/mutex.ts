@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import lockfile from 'proper-lockfile';
 import { ErrorCode, KetterError } from '../../errors.js';
 
 /** How long a caller waits for the store's mutex before giving up. */
@@ -45,6 +44,7 @@ async function acquire(target: string, timeoutMs: number): Promise<() => Promise
   let attempt = 0;
   for (;;) {
     try {
+      const lockfile = (await import('proper-lockfile')).default;
       return await lockfile.lock(target, {
         realpath: false,
         stale: STALE_MS,
