@@ -135,7 +135,7 @@ export class FsAdapter implements Adapter {
     if (!stats.isDirectory()) {
       throw new KetterError(ErrorCode.INVALID_REQUEST, `[fs] list: not a directory '${path}'`, { path });
     }
-    yield* listTree(abs, this.#root, path, options.signal);
+    yield* listTree(abs, path, { signal: options.signal });
   }
 
   openRead(path: string, options: ReadOptions = {}): Readable {
@@ -239,7 +239,7 @@ export class FsAdapter implements Adapter {
   }
 
   async sync(paths: readonly string[]): Promise<void> {
-    await syncAll(paths.map((rel) => ({ rel, abs: this.#abs(rel) })));
+    await syncAll(paths, (rel) => this.#abs(rel));
   }
 
   /** Free space for the path, or for its nearest existing ancestor when it does not exist yet. */

@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { fsError } from './errors.js';
 
@@ -17,18 +16,23 @@ export const SYNCFS_THRESHOLD = 16;
 const MAX_SYNCFS_ARGS = 64;
 
 /**
- * Make files and directories durable. Many paths: one `syncfs(2)` (through coreutils
- * `sync -f`) per folder involved — measured ~7× faster than 5,000 parallel fsyncs here —
- * falling back to fsync per path when that is unavailable. The paths Ketter syncs at once
- * live in one staging tree it created, so they share one filesystem.
+ * Make files and directories durable: `rels` are root-relative paths, `abs` maps one to its
+ * absolute path. Many paths: one `syncfs(2)` (through coreutils `sync -f`) per folder
+ * involved — measured ~7× faster than 5,000 parallel fsyncs here — falling back to fsync per
+ * path when that is unavailable. The paths Ketter syncs at once live in one staging tree it
+ * created, so they share one filesystem.
  */
-export async function syncAll(entries: readonly { abs: string; rel: string }[], concurrency = SYNC_CONCURRENCY): Promise<void> {
-  if (entries.length >= SYNCFS_THRESHOLD && (await syncFilesystems(entries))) return;
-  await fsyncEach(entries, concurrency);
+export async function syncAll(rels: readonly string[], abs: (rel: string) => string, concurrency = SYNC_CONCURRENCY): Promise<void> {
+  if (rels.length >= SYNCFS_THRESHOLD && (await syncFilesystems(rels, abs))) return;
+  await fsyncEach(rels, abs, concurrency);
 }
 
-async function syncFilesystems(entries: readonly { abs: string }[]): Promise<boolean> {
-  const dirs = [...new Set(entries.map((e) => dirname(e.abs)))];
+async function syncFilesystems(rels: readonly string[], abs: (rel: string) => string): Promise<boolean> {
+  // The folders involved, found on the relative paths (thousands of files share a few
+  // folders): only those few are made absolute.
+  const parents = new Set<string>();
+  for (const rel of rels) parents.add(parentOf(rel));
+  const dirs = [...parents].map(abs);
   try {
     await run('sync', ['-f', '--', ...(dirs.length > MAX_SYNCFS_ARGS ? dirs.slice(0, 1) : dirs)]);
     return true;
@@ -38,28 +42,34 @@ async function syncFilesystems(entries: readonly { abs: string }[]): Promise<boo
   }
 }
 
+/** The folder holding a root-relative path (`''`, the root, for a top-level name and for the root itself). */
+function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
 /**
  * fsync each path. A file's fsync makes its data durable; a directory's fsync makes the
  * names created in it durable, which a rename-to-commit relies on. Directories open
  * read-only, which Linux allows to be fsynced.
  */
-async function fsyncEach(entries: readonly { abs: string; rel: string }[], concurrency: number): Promise<void> {
+async function fsyncEach(rels: readonly string[], abs: (rel: string) => string, concurrency: number): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
-    while (!failed && next < entries.length) {
-      const entry = entries[next++] as { abs: string; rel: string };
+    while (!failed && next < rels.length) {
+      const rel = rels[next++] as string;
       let fd: number | undefined;
       try {
-        fd = await open(entry.abs, 'r');
+        fd = await open(abs(rel), 'r');
         await fsync(fd);
       } catch (error) {
         failed = true;
-        throw fsError(error, 'sync', entry.rel);
+        throw fsError(error, 'sync', rel);
       } finally {
         if (fd !== undefined) await close(fd).catch(() => undefined);
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, entries.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(concurrency, rels.length) }, worker));
 }

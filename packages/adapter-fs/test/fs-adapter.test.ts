@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,8 +8,9 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { Portal } from '@ketter/core';
 import { FsAdapter } from '@ketter/adapter-fs';
-import { escapeName, escapedFs, unescapeName } from '../src/glob-fs.js';
+import { LIST_CONCURRENCY, listTree, type WalkFs } from '../src/list.js';
 import { renameNoClobber } from '../src/rename.js';
+import { syncAll } from '../src/sync.js';
 import { adapterSource, bundleChild, collect, readText, runAsNobody, unprivilegedUnavailable, writeText } from './support.js';
 
 let base: string;
@@ -101,18 +103,93 @@ describe('rename', () => {
 });
 
 describe('listing', () => {
-  test.each(['plain', '100%', '%25', '%0A', 'a\nb', 'c\rd', 'e\u2028f', 'g\u2029h', '%%\n%0D\r', 'dir\n/x%/y\r'])(
-    'escaping for the walk round-trips %j and leaves no line terminator',
-    (name) => {
-      const escaped = escapeName(name);
-      expect(escaped).not.toMatch(/[\n\r\u2028\u2029]/);
-      expect(unescapeName(escaped)).toBe(name);
+  /** The real fs, except that `gone` (relative to the listed directory) vanishes after its parent was read. */
+  const vanishing = (gone: string): WalkFs => ({
+    readdir: (path, callback) => fs.readdir(path, 'utf8', callback),
+    lstat: (path, callback) => {
+      if (path.endsWith(`/${gone}`)) fs.lstat(join(path, '..', 'no such entry'), callback);
+      else fs.lstat(path, callback);
     },
-  );
+  });
 
   test('an entry that vanishes mid-walk fails the listing instead of hiding its directory', async () => {
-    const error = await new Promise((resolve) => escapedFs.lstat(join(root, 'gone'), (e) => resolve(e)));
-    expect(error).toMatchObject({ name: 'KetterError', code: 'SOURCE_CHANGED' });
+    await mkdir(join(root, 'd', 'sub'), { recursive: true });
+    await writeFile(join(root, 'd', 'sub', 'f.wav'), 'x');
+    const error = await collect(listTree(join(root, 'd'), 'd', { fs: vanishing('sub') })).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'KetterError', code: 'SOURCE_CHANGED', path: 'd/sub' });
+  });
+
+  test('a directory replaced by a file mid-walk fails the listing', async () => {
+    await mkdir(join(root, 'd', 'sub'), { recursive: true });
+    const swapping: WalkFs = {
+      readdir: (path, callback) => (path.endsWith('/sub') ? fs.readdir(join(root, 'file'), 'utf8', callback) : fs.readdir(path, 'utf8', callback)),
+      lstat: (path, callback) => fs.lstat(path, callback),
+    };
+    await writeFile(join(root, 'file'), 'x');
+    await expect(collect(listTree(join(root, 'd'), 'd', { fs: swapping }))).rejects.toMatchObject({ code: 'SOURCE_CHANGED', path: 'd/sub' });
+  });
+
+  test('every entry of a wide and deep tree is listed once, whatever the concurrency', async () => {
+    const want: string[] = [];
+    for (let d = 0; d < 6; d++) {
+      let dir = `d${d}`;
+      for (let depth = 0; depth < 3; depth++, dir = `${dir}/n${depth}`) {
+        await mkdir(join(root, 't', dir), { recursive: true });
+        want.push(`directory:${dir}`);
+        for (let f = 0; f < 40; f++) {
+          await writeFile(join(root, 't', dir, `f${f}`), 'x'.repeat(f));
+          want.push(`file:${dir}/f${f}`);
+        }
+      }
+    }
+    for (const concurrency of [1, 3, 64]) {
+      const entries = await collect(listTree(join(root, 't'), 't', { concurrency }));
+      expect(entries.map((e) => `${e.kind}:${e.path}`).sort()).toEqual([...want].sort());
+      expect(entries.find((e) => e.path === 'd2/n1/n2/f7')).toMatchObject({ kind: 'file', size: 7 });
+    }
+  });
+
+  test('a consumer that stops early ends the walk', async () => {
+    // More entries than the walk hands over per batch (256), so some are still to be lstat'ed.
+    await mkdir(join(root, 'e'));
+    for (let f = 0; f < 600; f++) await writeFile(join(root, 'e', `f${f}`), 'x');
+    let calls = 0;
+    const counting: WalkFs = {
+      readdir: (path, callback) => fs.readdir(path, 'utf8', callback),
+      lstat: (path, callback) => {
+        calls++;
+        fs.lstat(path, callback);
+      },
+    };
+    for await (const entry of listTree(join(root, 'e'), 'e', { fs: counting, concurrency: 2 })) {
+      expect(entry.kind).toBe('file');
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(calls).toBeLessThan(400);
+  });
+
+  test('the walk runs only a bounded distance ahead of a slow consumer', async () => {
+    await mkdir(join(root, 'wide'));
+    for (let f = 0; f < 6000; f++) fs.writeFileSync(join(root, 'wide', `f${f}`), '');
+    let calls = 0;
+    const counting: WalkFs = {
+      readdir: (path, callback) => fs.readdir(path, 'utf8', callback),
+      lstat: (path, callback) => {
+        calls++;
+        fs.lstat(path, callback);
+      },
+    };
+    let seen = 0;
+    for await (const entry of listTree(join(root, 'wide'), 'wide', { fs: counting })) {
+      expect(entry.kind).toBe('file');
+      if (++seen === 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        // Paused at 4096 entries found and not taken, plus the calls that were in flight.
+        expect(calls).toBeLessThanOrEqual(4096 + LIST_CONCURRENCY + 256);
+      }
+    }
+    expect(seen).toBe(6000);
   });
 
   test('a root whose own path holds a newline and escapes still lists', async () => {
@@ -139,6 +216,23 @@ describe('statfs, sync, removal', () => {
     const paths = Array.from({ length: 100 }, (_, i) => `many/${i}.wav`);
     await Promise.all(paths.map((p) => writeText(adapter, p, p)));
     await adapter.sync([...paths, 'many', '']);
+  });
+
+  test('without coreutils sync -f, many paths are fsynced one by one, and a failure names its path', async () => {
+    await adapter.mkdir('many');
+    const paths = Array.from({ length: 40 }, (_, i) => `many/${i}.wav`);
+    await Promise.all(paths.map((p) => writeText(adapter, p, p)));
+    const path = process.env.PATH;
+    process.env.PATH = join(base, 'no-such-bin');
+    try {
+      await syncAll([...paths, 'many'], (rel) => join(root, rel));
+      await expect(syncAll([...paths, 'many/gone.wav'], (rel) => join(root, rel))).rejects.toMatchObject({
+        code: 'SOURCE_NOT_FOUND',
+        path: 'many/gone.wav',
+      });
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   test('removeTree refuses the root itself', async () => {

@@ -149,9 +149,11 @@ export interface Adapter {
    * core copies and verifies small files on its own worker threads with synchronous
    * `node:fs` calls instead of through this adapter's methods — the same proof (hash of
    * the source as read, re-read and hash of the destination), at a fraction of the
-   * per-file cost. Paths are already confined by core; the adapter only joins `path` to its
-   * root. Omit it for anything not reachable as a local path (network protocols), and in
-   * wrappers that must see every read and write.
+   * per-file cost. While those workers are running, core also lists the committed tree of
+   * a destination that offers it on them, for the re-check after commit. Paths are already
+   * confined by core; the adapter only joins `path` to its root. Omit it for anything not
+   * reachable as a local path (network protocols), and in wrappers that must see every
+   * read, write and listing.
    */
   localPath?(path: string): string;
 }

@@ -31,12 +31,21 @@ function notAllowed(input: string, why: string, portal?: string): KetterError {
 }
 
 /**
+ * Anything that keeps a path from being its own normal form: an empty, `.` or `..` segment,
+ * a leading or trailing `/`, a backslash, a NUL byte or a drive letter.
+ */
+const NOT_NORMAL = /(?:^|\/)\.{0,2}(?:\/|$)|^[A-Za-z]:|[\\\0]/;
+
+/**
  * Normalise a user-supplied path to a root-relative, `/`-separated form, refusing
  * anything that could name a place outside the root: `..` segments, absolute paths
  * (POSIX, UNC or drive-letter), backslash separators and NUL bytes. This is purely
  * lexical; {@link Portal.resolve} adds the symlink checks.
  */
 export function normalizeRelative(input: string, portal?: string): string {
+  // Listings hand over thousands of paths, nearly all already in normal form: those are
+  // returned as they are, and only the rest take the checks below.
+  if (typeof input === 'string' && input !== '' && !NOT_NORMAL.test(input)) return input;
   if (typeof input !== 'string') throw notAllowed(String(input), 'not a string', portal);
   if (input.includes('\0')) throw notAllowed(input, 'NUL byte', portal);
   if (input.startsWith('/') || input.startsWith('\\') || /^[A-Za-z]:/.test(input)) {

@@ -129,11 +129,16 @@ export class JobRun {
   /** Confine and resolve both paths (symlinks in parent directories included). */
   async resolvePaths(): Promise<void> {
     this.emitter.setPhase('scan');
-    this.source = { portal: this.request.source.portal, path: await this.request.source.portal.resolve(this.request.source.path) };
-    this.destinationDir = {
-      portal: this.request.destination.portal,
-      path: await this.request.destination.portal.resolve(this.request.destination.path),
-    };
+    // Each resolution is a stat per path segment (a round trip each on a remote portal): both
+    // run at once, and a problem with the source is still the one reported first.
+    const [source, destination] = await Promise.allSettled([
+      this.request.source.portal.resolve(this.request.source.path),
+      this.request.destination.portal.resolve(this.request.destination.path),
+    ]);
+    if (source.status === 'rejected') throw source.reason;
+    if (destination.status === 'rejected') throw destination.reason;
+    this.source = { portal: this.request.source.portal, path: source.value };
+    this.destinationDir = { portal: this.request.destination.portal, path: destination.value };
   }
 
   /** Record the strategy decision; the plan must describe this job's source. */

@@ -25,6 +25,13 @@
  * finds the name free. `stop` is a shared flag: once the main thread sets it (failure or
  * cancellation), the remaining files of the batch are answered `stopped` without being
  * touched.
+ *
+ * A message `{ id, walk: { root, dirs, budget } }` lists part of a tree instead (see
+ * `local-tree.ts`): each directory of `dirs` (relative to `root`) is read and every entry
+ * lstat'ed — links are reported, never followed — descending into subdirectories until
+ * about `budget` entries are seen. The reply `{ id, walk }` holds the entries as parallel
+ * arrays (`paths`, `kinds`: 0 file, 1 directory, 2 anything else; `sizes`) and the
+ * directories still to read (`pending`), or `error`.
  */
 export const LANE_WORKER_SOURCE = String.raw`
 'use strict';
@@ -137,7 +144,46 @@ function copyOne(t) {
   }
 }
 
+function walk(root, dirs, budget) {
+  const base = root.endsWith('/') ? root : root + '/';
+  const paths = [];
+  const kinds = [];
+  const sizes = [];
+  const pending = dirs.slice();
+  let seen = 0;
+  let at = '';
+  try {
+    while (pending.length > 0 && seen < budget) {
+      const dir = pending.pop();
+      at = dir;
+      // Like an adapter's listing, refuse a root that is not a directory (a link to one included).
+      if (dir === '' && !fs.lstatSync(root).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR', syscall: 'lstat' });
+      const names = fs.readdirSync(dir === '' ? root : base + dir);
+      const prefix = dir === '' ? '' : dir + '/';
+      for (const name of names) {
+        const path = prefix + name;
+        at = path;
+        const st = fs.lstatSync(base + path);
+        const kind = st.isFile() ? 0 : st.isDirectory() ? 1 : 2;
+        paths.push(path);
+        kinds.push(kind);
+        sizes.push(kind === 0 ? st.size : 0);
+        if (kind === 1) pending.push(path);
+      }
+      seen += names.length + 1;
+    }
+  } catch (error) {
+    const e = error || {};
+    return { error: { path: at, errno: typeof e.code === 'string' ? e.code : undefined, syscall: e.syscall, message: String(e.message || e) } };
+  }
+  return { paths, kinds, sizes, pending };
+}
+
 parentPort.on('message', (batch) => {
+  if (batch.walk) {
+    parentPort.postMessage({ id: batch.id, walk: walk(batch.walk.root, batch.walk.dirs, batch.walk.budget) });
+    return;
+  }
   const stop = batch.stop ? new Int32Array(batch.stop) : null;
   const results = [];
   for (const task of batch.tasks) {

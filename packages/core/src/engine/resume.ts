@@ -24,7 +24,8 @@ export interface Resumable {
 export async function findResumable(run: JobRun, manifest: Manifest): Promise<Resumable | null> {
   if (manifest.rootKind !== 'directory') return null;
   const store = run.context.store;
-  const candidates = [...(await store.listJobs({ status: 'interrupted', limit: 200 })), ...(await store.listJobs({ status: 'running', limit: 200 }))];
+  const [interrupted, running] = await Promise.all([store.listJobs({ status: 'interrupted', limit: 200 }), store.listJobs({ status: 'running', limit: 200 })]);
+  const candidates = [...interrupted, ...running];
   for (const summary of candidates) {
     if (summary.id === run.id || summary.mode !== run.settings.mode || summary.strategy !== 'DIRECT') continue;
     if (!sameEndpoint(summary.source, run.request.source) || !sameEndpoint(summary.destination, run.request.destination)) continue;

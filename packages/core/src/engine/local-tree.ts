@@ -1,0 +1,87 @@
+import { laneWorkerCount, postWalk } from './local-lane.js';
+
+/**
+ * Entries a worker lists per request: enough to make a message cheap per entry, few enough
+ * for the workers to share a tree.
+ */
+const WALK_BUDGET = 2048;
+
+/** A worker's answer to a walk request (see `local-lane-worker.ts`). */
+type WalkAnswer =
+  | { paths: string[]; kinds: number[]; sizes: number[]; pending: string[] }
+  | { error: { path: string; errno?: string; syscall?: string; message: string } };
+
+const FILE = 0;
+
+/** A walk that failed in a worker: errno-style, naming the root-relative path it failed on. */
+export class LocalWalkError extends Error {
+  readonly code: string | undefined;
+  readonly syscall: string | undefined;
+  constructor(
+    /** Where the walk failed, relative to the adapter's root. */
+    readonly path: string,
+    errno: string | undefined,
+    syscall: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.code = errno;
+    this.syscall = syscall;
+  }
+}
+
+/**
+ * The size of every regular file below the local directory `absDir` (root-relative `relDir`,
+ * for messages), by `/`-separated path relative to it, listed on the local lane's worker
+ * threads. The same walk as an adapter's listing — `readdir` and an `lstat` per entry,
+ * links reported and never followed — but with synchronous calls (a few µs each, against
+ * several times that in main-thread work per asynchronous call), shared between the
+ * workers a directory frontier at a time. Worth it where the workers are already running;
+ * it spawns them otherwise.
+ *
+ * Throws a {@link LocalWalkError} when `absDir` is not a directory, a directory cannot be
+ * read or an entry vanishes.
+ */
+export async function localFileSizes(absDir: string, relDir: string): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  const frontier: string[] = [''];
+  const slots = laneWorkerCount();
+  let inFlight = 0;
+  let failure: { error: unknown } | null = null;
+  await new Promise<void>((resolve) => {
+    const take = (answer: WalkAnswer): void => {
+      if ('error' in answer) {
+        const { path, errno, syscall, message } = answer.error;
+        // The worker names absolute paths; errors name root-relative ones only.
+        const rel = [relDir, path].filter((p) => p !== '').join('/');
+        failure ??= { error: new LocalWalkError(rel, errno, syscall, message.split(absDir).join(relDir)) };
+        return;
+      }
+      const { paths, kinds, sizes: bytes, pending } = answer;
+      for (let i = 0; i < paths.length; i++) if (kinds[i] === FILE) sizes.set(paths[i] as string, bytes[i] as number);
+      for (const dir of pending) frontier.push(dir);
+    };
+    // Hand out the frontier in equal shares to free workers; each answer brings more of it.
+    const pump = (): void => {
+      while (failure === null && frontier.length > 0 && inFlight < slots) {
+        const dirs = frontier.splice(0, Math.ceil(frontier.length / (slots - inFlight)));
+        inFlight++;
+        postWalk({ root: absDir, dirs, budget: WALK_BUDGET })
+          .then(
+            (answer) => take(answer as WalkAnswer),
+            (error: unknown) => {
+              failure ??= { error };
+            },
+          )
+          .finally(() => {
+            inFlight--;
+            pump();
+          });
+      }
+      if (inFlight === 0) resolve();
+    };
+    pump();
+  });
+  if (failure !== null) throw (failure as { error: unknown }).error;
+  return sizes;
+}

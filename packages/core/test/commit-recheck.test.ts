@@ -1,0 +1,136 @@
+import { mkdirSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { FsAdapter } from '@ketter/adapter-fs';
+import { KetterError, Portal, transfer, type ListEntry, type ListOptions } from '@ketter/core';
+import { LocalWalkError, localFileSizes } from '../src/engine/local-tree.js';
+import { makeEnv, writeTree, type TestEnv } from './support/env.js';
+
+let env: TestEnv;
+beforeEach(async () => {
+  env = await makeEnv();
+});
+afterEach(async () => {
+  await env.cleanup();
+});
+
+/**
+ * A local destination that lets a test change the committed tree right after the commit's
+ * rename, before the re-check; and counts its listings. With `local: false` it hides
+ * `localPath`, as a network adapter would.
+ */
+class TamperingFsAdapter extends FsAdapter {
+  lists = 0;
+  constructor(
+    root: string,
+    private readonly tamper: (finalAbs: string) => void,
+    local = true,
+  ) {
+    super({ root });
+    if (!local) Object.defineProperty(this, 'localPath', { value: undefined });
+  }
+  override async rename(from: string, to: string): Promise<void> {
+    await super.rename(from, to);
+    if (from.includes('.ketter-')) this.tamper(join(this.root, to));
+  }
+  override list(path: string, options?: ListOptions): AsyncIterable<ListEntry> {
+    this.lists += 1;
+    return super.list(path, options);
+  }
+}
+
+/** Forty small files in two folders: enough to go through the local lane. */
+async function session(): Promise<void> {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 40; i++) files[`Session/${i % 2 ? 'Audio Files' : 'Bounced Files'}/take ${i}.wav`] = `take ${i} `.repeat(i + 1);
+  await writeTree(env.srcDir, files);
+}
+
+async function run(tamper: (finalAbs: string) => void, local: boolean): Promise<{ error: KetterError; lists: number }> {
+  const adapter = new TamperingFsAdapter(env.dstDir, tamper, local);
+  await adapter.connect();
+  const error = await transfer(
+    { mode: 'copy', source: { portal: env.src, path: 'Session' }, destination: { portal: new Portal('dst', adapter), path: 'out' } },
+    { store: env.store, onEvent: env.onEvent, strategy: 'direct' },
+  ).then(
+    () => {
+      throw new Error('expected the re-check to fail the job');
+    },
+    (e: unknown) => e as KetterError,
+  );
+  return { error, lists: adapter.lists };
+}
+
+describe('the re-check after commit', () => {
+  for (const local of [true, false]) {
+    const how = local ? 'listed on the lane workers' : 'listed through the adapter';
+    test(`a file truncated after the rename is caught (${how})`, async () => {
+      await session();
+      const { error, lists } = await run((finalAbs) => truncateSync(join(finalAbs, 'Audio Files/take 7.wav'), 3), local);
+      expect(error).toBeInstanceOf(KetterError);
+      expect(error.code).toBe('IO_ERROR');
+      expect(error.message).toContain('committed destination does not match what was verified');
+      expect(error.message).toContain('out/Session/Audio Files/take 7.wav is 3 B');
+      // The lane's workers do the listing when they are there; otherwise the adapter does.
+      expect(lists).toBe(local ? 0 : 1);
+      expect(env.events.find((e) => e.type === 'job.committed')).toBeUndefined();
+      expect(env.events.at(-1)).toMatchObject({ type: 'job.failed', committed: true });
+    });
+
+    test(`a file removed, or replaced by a link to an equal file, is caught (${how})`, async () => {
+      await session();
+      const removed = await run((finalAbs) => unlinkSync(join(finalAbs, 'Bounced Files/take 4.wav')), local);
+      expect(removed.error.message).toContain('out/Session/Bounced Files/take 4.wav missing');
+      await env.cleanup();
+      env = await makeEnv();
+      await session();
+      const linked = await run((finalAbs) => {
+        const victim = join(finalAbs, 'Bounced Files/take 4.wav');
+        writeFileSync(join(finalAbs, '..', 'decoy.wav'), 'take 4 '.repeat(5));
+        unlinkSync(victim);
+        symlinkSync('../../decoy.wav', victim);
+      }, local);
+      // Links are never followed: a link is not the file that was verified.
+      expect(linked.error.message).toContain('out/Session/Bounced Files/take 4.wav missing');
+    });
+  }
+});
+
+describe('localFileSizes', () => {
+  test('lists every regular file of a wide, deep tree with its size, never through links', async () => {
+    const root = join(env.root, 'tree');
+    const want = new Map<string, number>();
+    for (let d = 0; d < 7; d++) {
+      let dir = `d${d}`;
+      for (let depth = 0; depth < 4; depth++, dir = `${dir}/n${depth}`) {
+        mkdirSync(join(root, dir), { recursive: true });
+        for (let f = 0; f < 150; f++) {
+          writeFileSync(join(root, dir, `f${f}.wav`), Buffer.alloc(f));
+          want.set(`${dir}/f${f}.wav`, f);
+        }
+      }
+    }
+    writeFileSync(join(root, 'top.wav'), 'xyz');
+    want.set('top.wav', 3);
+    symlinkSync('d0', join(root, 'link-to-dir'));
+    symlinkSync('top.wav', join(root, 'link-to-file'));
+    const sizes = await localFileSizes(root, 'tree');
+    expect(sizes.size).toBe(want.size);
+    expect(new Map([...sizes].sort())).toEqual(new Map([...want].sort()));
+  });
+
+  test('a root that is a link to a directory, or a file, is refused rather than followed', async () => {
+    mkdirSync(join(env.root, 'real'));
+    writeFileSync(join(env.root, 'real', 'f.wav'), 'x');
+    symlinkSync('real', join(env.root, 'link'));
+    await expect(localFileSizes(join(env.root, 'link'), 'out/link')).rejects.toMatchObject({ code: 'ENOTDIR', path: 'out/link' });
+    await expect(localFileSizes(join(env.root, 'real', 'f.wav'), 'out/f.wav')).rejects.toBeInstanceOf(LocalWalkError);
+  });
+
+  test('a directory that cannot be read is an errno-style error naming the root-relative path', async () => {
+    const error = await localFileSizes(join(env.root, 'no such dir'), 'out/no such dir').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LocalWalkError);
+    expect(error).toMatchObject({ code: 'ENOENT', path: 'out/no such dir' });
+    expect((error as Error).message).not.toContain(env.root);
+  });
+});
