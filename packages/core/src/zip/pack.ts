@@ -44,8 +44,8 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const zip = new ZipFile();
   let packError: unknown = null;
   let archiveBytes = 0;
-  // Small files' bytes handed to yazl as whole buffers: with the archive's bytes written
-  // so far, they bound the memory held by the packer.
+  // Small files' bytes read and waiting for their entries: with the archive's bytes
+  // written so far, they bound the memory held by the packer.
   let bufferedBytes = 0;
   let drained: (() => void) | null = null;
   // yazl listens for errors on neither the streams it is given nor reports them on its
@@ -108,6 +108,7 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   writing.catch(() => undefined); // awaited below
 
   const readAhead = smallFileReadAhead(run, manifest);
+  const waiting = new Map<string, Buffer>();
   try {
     for (const entry of manifest.entries) {
       if (packError) break;
@@ -119,14 +120,22 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
       }
       const prefetched = readAhead.take(entry);
       if (prefetched) {
-        // A small file goes in as a whole buffer: a stream pipeline per 1 KiB entry cost
-        // more than reading, hashing and writing it.
+        // A small file is read and hashed ahead, and goes in as one chunk: a hashing stream
+        // pipeline per 1 KiB entry cost more than the bytes. Not through addBuffer: yazl
+        // keeps what an entry's pump holds until the whole archive is done, which would
+        // keep every small file of the job in memory. The bytes wait here instead, and are
+        // handed over (and forgotten) when yazl reaches the entry.
         const got = await prefetched;
         const data = asBuffer(got.data);
         sourceHashes.set(entry.path, { hash: got.hash ?? (await hashOf(algorithm, data)), size: data.byteLength, checked: got.checked === true });
         run.emitter.progress.bytesDone += data.byteLength;
         run.emitter.progress.filesDone += 1;
-        zip.addBuffer(data, entry.path, { ...options, compress: false });
+        waiting.set(entry.path, data);
+        zip.addReadStreamLazy(entry.path, { ...options, compress: false, size: data.byteLength }, (cb) => {
+          const bytes = waiting.get(entry.path);
+          waiting.delete(entry.path);
+          cb(null, oneChunk(bytes ?? Buffer.alloc(0)));
+        });
         bufferedBytes += data.byteLength;
         if (bufferedBytes - archiveBytes > BUFFERED_BYTES_LIMIT) await new Promise<void>((resolve) => (drained = resolve));
         continue;
@@ -162,7 +171,7 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   return { path: archivePath, bytes: archiveBytes, hash: archiveHasher.digest(), sourceHashes };
 }
 
-/** Small files' bytes held by yazl before they are written out. */
+/** Small files' bytes read ahead and waiting for yazl to reach their entries. */
 const BUFFERED_BYTES_LIMIT = 16 * 1024 * 1024;
 
 /** Small files read ahead of the archive writer through the adapter (bounded by count and bytes). */
@@ -252,6 +261,16 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
 /** Zip external attributes keep the type bits; yazl wants a full st_mode. */
 function entryMode(entry: ManifestEntry): number {
   return (entry.kind === 'directory' ? 0o040000 : 0o100000) | (entry.mode & 0o7777);
+}
+
+/** A stream of one chunk, cheaper than `Readable.from` for the thousands of small entries. */
+function oneChunk(bytes: Buffer): Readable {
+  return new Readable({
+    read() {
+      this.push(bytes);
+      this.push(null);
+    },
+  });
 }
 
 async function hashOf(algorithm: HashAlgorithm, data: Uint8Array): Promise<string> {
