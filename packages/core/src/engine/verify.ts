@@ -44,9 +44,10 @@ export async function verifyByReread(run: JobRun, file: StagedFile): Promise<voi
 
 /**
  * Verify staged files in bulk: by server-side hash when the adapter offers this algorithm
- * (sizes checked by stat), else by re-reading each file with bounded concurrency.
+ * (sizes from a listing: `knownSizes` by staged path, or one made here), else by re-reading
+ * each file with bounded concurrency.
  */
-export async function verifyStaged(run: JobRun, files: readonly StagedFile[]): Promise<void> {
+export async function verifyStaged(run: JobRun, files: readonly StagedFile[], knownSizes?: ReadonlyMap<string, number>): Promise<void> {
   run.emitter.setPhase('verify');
   if (!hasServerHash(run)) {
     await forEachLimit(files, run.runtime.concurrency, async (file) => {
@@ -57,7 +58,8 @@ export async function verifyStaged(run: JobRun, files: readonly StagedFile[]): P
   }
   const adapter = run.destAdapter;
   const hash = adapter.hash as NonNullable<typeof adapter.hash>;
-  const sizes = await stagedSizes(run, files);
+  // Sizes by staged path: from a listing the caller already made, or one made here.
+  const sizes = knownSizes ?? (await stagedSizes(run, files));
   const batches: StagedFile[][] = [];
   for (let i = 0; i < files.length; i += SERVER_HASH_BATCH) batches.push(files.slice(i, i + SERVER_HASH_BATCH));
   await forEachLimit(batches, SERVER_HASH_PARALLEL, async (batch) => {

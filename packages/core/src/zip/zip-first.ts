@@ -48,7 +48,7 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
 
   run.emitter.setPhase('extract');
   run.emitter.progress.filesDone = 0;
-  const method = await extractIntoStaging(run, archive, plan);
+  const { method, listing } = await extractIntoStaging(run, archive, plan);
   run.emitter.emit({
     type: 'archive.extracted',
     files: plan.nFiles,
@@ -67,8 +67,13 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
     await run.emitter.caughtUp();
     run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
   }
-  await verifyStaged(run, staged);
-  await restoreFileAttributes(run, staged);
+  const sizes = new Map<string, number>();
+  for (const f of staged) {
+    const seen = listing.get(f.entry.path);
+    if (seen?.kind === 'file') sizes.set(f.stagedPath, seen.size);
+  }
+  await verifyStaged(run, staged, sizes);
+  await restoreFileAttributes(run, staged, listing);
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
   if (run.settings.mode === 'move') {
@@ -87,16 +92,13 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
  * differ cost a request — over a high-latency link that is the difference between one
  * round trip and two per file.
  */
-async function restoreFileAttributes(run: JobRun, staged: readonly StagedFile[]): Promise<void> {
+async function restoreFileAttributes(run: JobRun, staged: readonly StagedFile[], current: StagingListing): Promise<void> {
   const dest = run.destAdapter;
   const caps = dest.capabilities;
   if (!(caps.setMode && dest.setMode) && !(caps.setTimes && dest.setTimes)) return;
-  const current = new Map<string, { mode: number; mtimeMs: number }>();
-  for await (const item of dest.list(run.stagingPath as string)) {
-    if (item.kind === 'file') current.set(normalizeRelative(item.path), { mode: item.mode, mtimeMs: item.mtimeMs });
-  }
   await forEachLimit(staged, run.runtime.concurrency, async (f) => {
-    const now = current.get(f.entry.path);
+    const listed = current.get(f.entry.path);
+    const now = listed?.kind === 'file' ? listed : undefined;
     if (caps.setMode && dest.setMode && (now === undefined || (now.mode & 0o7777) !== (f.entry.mode & 0o7777))) {
       await dest.setMode(f.stagedPath, f.entry.mode);
     }
@@ -124,7 +126,24 @@ async function verifyArchive(run: JobRun, archive: PackedArchive): Promise<void>
   }
 }
 
-async function extractIntoStaging(run: JobRun, archive: PackedArchive, plan: TransferPlan): Promise<'adapter' | 'server'> {
+/** What a listing of the staging tree says of each entry, by path below staging. */
+type StagingListing = Map<string, { kind: string; size: number; mode: number; mtimeMs: number }>;
+
+async function listStaging(run: JobRun): Promise<StagingListing> {
+  const seen: StagingListing = new Map();
+  for await (const item of run.destAdapter.list(run.stagingPath as string)) {
+    seen.set(normalizeRelative(item.path), { kind: item.kind, size: item.size, mode: item.mode, mtimeMs: item.mtimeMs });
+  }
+  return seen;
+}
+
+/**
+ * Extract the archive into staging, on the server where it can, and list the result once:
+ * the listing checks a server's extraction, and gives verification its sizes and the
+ * attribute restore its modes and mtimes (over a network, each listing of thousands of
+ * entries costs tens of round trips).
+ */
+async function extractIntoStaging(run: JobRun, archive: PackedArchive, plan: TransferPlan): Promise<{ method: 'adapter' | 'server'; listing: StagingListing }> {
   const dest = run.destAdapter;
   const staging = run.stagingPath as string;
   const expected = new Map(plan.manifest.entries.map((e) => [e.path, e.kind] as const));
@@ -132,9 +151,8 @@ async function extractIntoStaging(run: JobRun, archive: PackedArchive, plan: Tra
     await dest.extract(archive.path, staging, run.signal ? { signal: run.signal } : {});
     // The archive was packed from confined names and verified by hash, but what the server
     // wrote is checked all the same: exactly the expected entries, nothing else.
-    const seen = new Map<string, string>();
-    for await (const item of dest.list(staging)) seen.set(normalizeRelative(item.path), item.kind);
-    for (const [path, kind] of seen) {
+    const seen = await listStaging(run);
+    for (const [path, { kind }] of seen) {
       if (expected.get(path) !== kind) {
         throw new KetterError(ErrorCode.UNSAFE_ARCHIVE_ENTRY, `server-side extraction produced an unexpected entry: ${joinPath(staging, path)}`, {
           portal: run.destinationDir.portal.name,
@@ -144,7 +162,7 @@ async function extractIntoStaging(run: JobRun, archive: PackedArchive, plan: Tra
     }
     if (seen.size !== expected.size) throw new KetterError(ErrorCode.IO_ERROR, 'server-side extraction is missing entries');
     run.emitter.progress.filesDone = plan.nFiles;
-    return 'server';
+    return { method: 'server', listing: seen };
   }
   await extractArchive(dest, archive.path, archive.bytes, staging, {
     expected,
@@ -154,5 +172,5 @@ async function extractIntoStaging(run: JobRun, archive: PackedArchive, plan: Tra
       run.emitter.progress.filesDone += 1;
     },
   });
-  return 'adapter';
+  return { method: 'adapter', listing: await listStaging(run) };
 }
