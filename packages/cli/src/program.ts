@@ -72,7 +72,7 @@ Examples:
     .addOption(new Option('--hash <algorithm>', 'hash algorithm (default: config hash, else sha256)').choices([...HASH_ALGORITHMS]))
     .addOption(new Option('--on-conflict <policy>', 'when <to>/<name> exists: fail, or succeed without copying if identical').choices(['fail', 'skip-identical']).default('fail'))
     .addOption(SYMLINKS())
-    .option('--concurrency <n>', 'files in flight at once (default: config concurrency, else 16)')
+    .option('--concurrency <n>', 'files in flight at once (default: config concurrency, else 16 locally, 64 when an end is remote)')
     .addOption(THRESHOLD_FILES())
     .addOption(THRESHOLD_AVG())
     .option('--dry-run', 'scan, plan and preflight only: no writes, no job recorded')
