@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +84,15 @@ describe('copyVerifyLocal', () => {
     expect(error.path).toBe('in/nope.bin');
     expect(error.message).not.toContain(root);
     expect(existsSync(join(root, 'dst', 'nope.bin'))).toBe(false);
+  });
+
+  test('a source replaced by a link since the scan is refused, not followed', async () => {
+    writeFileSync(join(root, 'outside.bin'), 'not yours');
+    symlinkSync(join(root, 'outside.bin'), join(root, 'src', 'f.bin'));
+    const error = await failure(copyVerifyLocal(ends('f.bin'), 'sha256', () => undefined));
+    expect(error.code).toBe(ErrorCode.SYMLINK_NOT_ALLOWED);
+    expect(error.path).toBe('in/f.bin');
+    expect(existsSync(join(root, 'dst', 'f.bin'))).toBe(false);
   });
 
   test('a missing destination folder is reported on the destination side', async () => {

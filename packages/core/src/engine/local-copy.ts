@@ -125,9 +125,10 @@ export async function copyVerifyLocal(
   };
 
   try {
-    fds.push(await open(ends.source.abs, 'r').catch(failedTo('read')));
+    // A link swapped in since the scan is refused, never followed (it could lead out of the portal).
+    fds.push(await open(ends.source.abs, READ_NO_FOLLOW).catch(failedTo('read')));
     fds.push(await open(ends.destination.abs, 'wx', ends.destination.mode).catch(failedTo('copy')));
-    fds.push(await open(ends.destination.abs, 'r').catch(failedTo('verify')));
+    fds.push(await open(ends.destination.abs, READ_NO_FOLLOW).catch(failedTo('verify')));
     const [sourceFd, destFd, readBackFd] = fds as [number, number, number];
     const fail = (error: unknown) => {
       failed ??= error;
@@ -157,7 +158,9 @@ function mapLocalError(error: unknown, ends: LocalCopyEnds, operation: Operation
   return fromSystemError(cause, { portal: end.portal, path: end.path, operation });
 }
 
-const open = (path: string, flags: string, mode?: number): Promise<number> =>
+const READ_NO_FOLLOW = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0);
+
+const open = (path: string, flags: string | number, mode?: number): Promise<number> =>
   new Promise((resolve, reject) => fs.open(path, flags, mode ?? 0o666, (error, fd) => (error ? reject(error) : resolve(fd))));
 
 const close = (fd: number): Promise<void> => new Promise((resolve) => fs.close(fd, () => resolve()));
