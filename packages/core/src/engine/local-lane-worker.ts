@@ -18,8 +18,9 @@
  * 4. open the destination again and read it back from disk, and hash that: the
  *    verification. It is never skipped.
  *
- * A task without \`dst\` stops after step 2 and answers the bytes read as \`data\`: the packer
- * of a ZIP_FIRST job reads small local files this way.
+ * A task without \`dst\` stops after step 2 and answers the bytes read as \`data\` (memory
+ * moved to the main thread with the reply): the packer of a ZIP_FIRST job reads small
+ * local files this way.
  *
  * A failure after the destination was created removes it, so a retry through the adapter
  * finds the name free. `stop` is a shared flag: once the main thread sets it (failure or
@@ -101,7 +102,13 @@ function copyOne(t) {
     if (changed(t, st, n)) return { ok: false, phase: 'changed', size: st.isFile() ? st.size : -1 };
     const data = sourceBuf.subarray(0, n);
     const hash = createHash(t.algorithm).update(data).digest('hex');
-    if (t.dst === undefined) return { ok: true, hash, size: n, data: Buffer.from(data) };
+    if (t.dst === undefined) {
+      // Memory of its own, moved (not copied) to the main thread with the reply: nothing is
+      // left behind for this thread's garbage collector, which runs rarely.
+      const own = new Uint8Array(new ArrayBuffer(n));
+      own.set(data);
+      return { ok: true, hash, size: n, data: own };
+    }
 
     phase = 'write';
     // A resumed job's staging may hold a partial copy of this file from the interrupted run.
@@ -190,6 +197,7 @@ parentPort.on('message', (batch) => {
     if (stop !== null && Atomics.load(stop, 0) !== 0) results.push({ ok: false, phase: 'stopped' });
     else results.push(copyOne(task));
   }
-  parentPort.postMessage({ id: batch.id, results });
+  const moved = results.filter((r) => r.data !== undefined).map((r) => r.data.buffer);
+  parentPort.postMessage({ id: batch.id, results }, moved);
 });
 `;
