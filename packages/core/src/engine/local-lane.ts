@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SMALL_FILE_BYTES } from '../adapter.js';
 import { cancelledError, ErrorCode, fromSystemError, isTransient, KetterError, throwIfAborted } from '../errors.js';
@@ -73,13 +72,22 @@ interface LaneWorker {
 const pool: LaneWorker[] = [];
 let nextBatchId = 1;
 
-/** Workers in the pool: one per core, at most 4 (beyond that the disk, not the CPU, limits). */
+/**
+ * Workers in the pool: 4, whatever the cores. They spend most of their time waiting on the
+ * disk, not computing, so more of them than cores keep more reads in flight: on 2 cores,
+ * 20,000 × 16 KiB from a cold cache took ~3.4 s with 2 workers and ~2.9 s with 4 (and
+ * beyond 4, the disk rather than the CPU limits).
+ */
 export function laneWorkerCount(): number {
-  return Math.max(1, Math.min(4, availableParallelism()));
+  return LANE_WORKERS;
 }
+const LANE_WORKERS = 4;
 
 function spawn(): LaneWorker {
-  const lw: LaneWorker = { worker: new Worker(LANE_WORKER_SOURCE, { eval: true }), pending: new Map() };
+  // A worker allocates little per file (its buffers are reused): a small young generation
+  // keeps each one's memory down (~10 MiB less per 2 workers).
+  const worker = new Worker(LANE_WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1 } });
+  const lw: LaneWorker = { worker, pending: new Map() };
   lw.worker.unref();
   lw.worker.on('message', (m: LaneReply) => {
     const waiter = lw.pending.get(m.id);
