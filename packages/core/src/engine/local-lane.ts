@@ -260,7 +260,7 @@ async function runLane(
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(batches.length, laneWorkerCount() * 2) }, feeder));
+  await Promise.all(Array.from({ length: Math.min(batches.length, laneBatchesInFlight()) }, feeder));
   if (failure !== null) throw (failure as { error: unknown }).error;
   if (halted()) return;
   // Transient faults (EAGAIN, EBUSY, EINTR…) get the adapter path's retries with backoff.
@@ -289,18 +289,22 @@ export function makeBatches(entries: readonly ManifestEntry[]): ManifestEntry[][
 }
 
 function taskFor(run: JobRun, entry: ManifestEntry, replace: boolean): LaneTask {
-  const src = run.sourceAdapter.localPath as (path: string) => string;
   const dst = run.destAdapter.localPath as (path: string) => string;
+  return { ...readTaskFor(run, entry), dst: dst.call(run.destAdapter, run.stagedPathOf(entry)), replace };
+}
+
+/** The source side of a lane task: read, hash and check one file against its scan. */
+function readTaskFor(run: JobRun, entry: ManifestEntry): LaneTask {
+  const src = run.sourceAdapter.localPath as (path: string) => string;
   const precision = run.sourceAdapter.capabilities.mtimePrecisionMs;
   return {
     src: src.call(run.sourceAdapter, joinPath(run.source.path, entry.path)),
-    dst: dst.call(run.destAdapter, run.stagedPathOf(entry)),
     size: entry.size,
     mtimeMs: entry.mtimeMs,
     mtimeSlackMs: precision > 1 ? precision : 0,
     mode: entry.mode & 0o777,
     algorithm: run.settings.algorithm,
-    replace,
+    replace: false,
   };
 }
 
@@ -343,8 +347,8 @@ export function warmLaneForReads(run: JobRun, files: readonly ManifestEntry[]): 
   while (pool.length < laneWorkerCount()) spawn();
 }
 
-/** Batches the lane reads at once: enough to keep every worker busy. */
-export function laneReadBatchesInFlight(): number {
+/** Batches sent to the lane at once: two per worker, so none waits between batches. */
+export function laneBatchesInFlight(): number {
   return laneWorkerCount() * 2;
 }
 
@@ -358,17 +362,7 @@ export async function readOnLane(
   entries: readonly ManifestEntry[],
   stop: SharedArrayBuffer,
 ): Promise<Array<{ data: Uint8Array; hash: string } | KetterError | 'retry'>> {
-  const src = run.sourceAdapter.localPath as (path: string) => string;
-  const precision = run.sourceAdapter.capabilities.mtimePrecisionMs;
-  const tasks: LaneTask[] = entries.map((entry) => ({
-    src: src.call(run.sourceAdapter, joinPath(run.source.path, entry.path)),
-    size: entry.size,
-    mtimeMs: entry.mtimeMs,
-    mtimeSlackMs: precision > 1 ? precision : 0,
-    mode: entry.mode & 0o777,
-    algorithm: run.settings.algorithm,
-    replace: false,
-  }));
+  const tasks = entries.map((entry) => readTaskFor(run, entry));
   const results = await runBatch(tasks, stop);
   return results.map((result, i) => {
     const entry = entries[i] as ManifestEntry;

@@ -8,7 +8,7 @@ import type { Manifest, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
 import { chunkSizeFor } from '../engine/file-copy.js';
 import type { JobRun } from '../engine/job-run.js';
-import { canReadOnLane, laneReadBatchesInFlight, makeBatches, readOnLane } from '../engine/local-lane.js';
+import { canReadOnLane, laneBatchesInFlight, makeBatches, readOnLane } from '../engine/local-lane.js';
 
 export interface PackedArchive {
   /** Archive path at the destination (hidden, named after the job). */
@@ -201,7 +201,7 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
   const batches = onLane ? makeBatches(small) : small.map((e) => [e]);
   const where = new Map<string, { batch: number; at: number }>();
   batches.forEach((batch, b) => batch.forEach((e, at) => where.set(e.path, { batch: b, at })));
-  const maxInFlight = onLane ? laneReadBatchesInFlight() : READ_AHEAD_FILES;
+  const maxInFlight = onLane ? laneBatchesInFlight() : READ_AHEAD_FILES;
   const stop = new SharedArrayBuffer(4);
   const inFlight = new Map<number, { bytes: number; files: Array<Promise<Prefetched>> }>();
   let next = 0;
