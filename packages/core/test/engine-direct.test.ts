@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { KetterError, plan, scan, transfer, runTransfer, type KetterEvent } from '@ketter/core';
 import { FaultyAdapter } from '@ketter/core/testing';
-import { exists, expectValidEvents, hashTree, leftovers, makeEnv, sha256, snapshot, writeTree, type TestEnv } from './support/env.js';
+import { exists, expectValidEvents, failure, hashTree, leftovers, makeEnv, sha256, snapshot, writeTree, type TestEnv } from './support/env.js';
 
 let env: TestEnv;
 beforeEach(async () => {
@@ -20,16 +20,6 @@ const SESSION = {
   'Mézcla final/sub dir/.hidden': 'c',
   'Mézcla final/empty.txt': '',
 };
-
-async function failure(p: Promise<unknown>): Promise<KetterError> {
-  try {
-    await p;
-  } catch (error) {
-    expect(error).toBeInstanceOf(KetterError);
-    return error as KetterError;
-  }
-  throw new Error('expected the job to fail');
-}
 
 describe('DIRECT lifecycle', () => {
   test('a directory source lands at destination/<basename>/… byte for byte, mtimes kept, every event valid', async () => {

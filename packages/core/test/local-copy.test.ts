@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { FsAdapter } from '@ketter/adapter-fs';
-import { ErrorCode, JsonlStore, KetterError, Portal, transfer, type KetterEvent, type ReadOptions } from '@ketter/core';
+import { ErrorCode, JsonlStore, Portal, transfer, type KetterEvent, type ReadOptions } from '@ketter/core';
 import { copyVerifyLocal, type LocalCopyEnds } from '../src/engine/local-copy.js';
+import { failure } from './support/env.js';
 
 const MiB = 1024 * 1024;
 /** The fixed-buffer path moves 4 MiB slots: sizes on and around their edges. */
@@ -30,16 +31,6 @@ function ends(name: string, mode?: number): LocalCopyEnds {
     source: { abs: join(root, 'src', name), path: `in/${name}`, portal: 'src' },
     destination: { abs: join(root, 'dst', name), path: `out/${name}`, portal: 'dst', ...(mode === undefined ? {} : { mode }) },
   };
-}
-
-async function failure(p: Promise<unknown>): Promise<KetterError> {
-  try {
-    await p;
-  } catch (error) {
-    expect(error).toBeInstanceOf(KetterError);
-    return error as KetterError;
-  }
-  throw new Error('expected a failure');
 }
 
 const openFds = () => readdirSync('/proc/self/fd').length;

@@ -5,9 +5,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { FsAdapter } from '@ketter/adapter-fs';
-import { KetterError, Portal, SMALL_FILE_BYTES, transfer, type Adapter, type KetterEvent, type ReadOptions, type WriteOptions } from '@ketter/core';
+import { Portal, SMALL_FILE_BYTES, transfer, type Adapter, type KetterError, type KetterEvent, type ReadOptions, type WriteOptions } from '@ketter/core';
 import { FaultyAdapter } from '@ketter/core/testing';
-import { exists, expectValidEvents, hashTree, leftovers, makeEnv, sha256, snapshot, type TestEnv } from './support/env.js';
+import { exists, expectValidEvents, failure, hashTree, leftovers, makeEnv, sha256, snapshot, type TestEnv } from './support/env.js';
 
 let env: TestEnv;
 beforeEach(async () => {
@@ -45,16 +45,6 @@ async function countingPortals(): Promise<{ src: Portal; dst: Portal; srcAdapter
   await srcAdapter.connect();
   await dstAdapter.connect();
   return { src: new Portal('src', srcAdapter), dst: new Portal('dst', dstAdapter), srcAdapter, dstAdapter };
-}
-
-async function failure(p: Promise<unknown>): Promise<KetterError> {
-  try {
-    await p;
-  } catch (error) {
-    expect(error).toBeInstanceOf(KetterError);
-    return error as KetterError;
-  }
-  throw new Error('expected the job to fail');
 }
 
 const SIZES = [0, 1, 100, 1023, 1024, 4096, 16_384, 65_537, 200_000];

@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { FsAdapter } from '@ketter/adapter-fs';
-import { JsonlStore, KetterEventSchema, Portal, type Adapter, type KetterEvent } from '@ketter/core';
+import { expect } from 'vitest';
+import { JsonlStore, KetterError, KetterEventSchema, Portal, type Adapter, type KetterEvent } from '@ketter/core';
 
 /** A throwaway world: source and destination portals on real directories, and a JSONL store. */
 export interface TestEnv {
@@ -105,4 +106,15 @@ export function expectValidEvents(events: readonly KetterEvent[]): void {
 
 export function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** The KetterError a promise rejects with; fails the test if it resolves or throws anything else. */
+export async function failure(p: Promise<unknown>): Promise<KetterError> {
+  try {
+    await p;
+  } catch (error) {
+    expect(error).toBeInstanceOf(KetterError);
+    return error as KetterError;
+  }
+  throw new Error('expected a KetterError');
 }
