@@ -24,12 +24,19 @@ type Page = { dir: OpenDir; list: Array<{ filename: string; attrs: Attributes }>
 const DIRECTORY_CONCURRENCY = 4;
 
 /**
+ * READDIR requests in flight per directory. Each answer is simply the next batch of
+ * entries (about 100 from OpenSSH), whatever order the requests are served in, so a
+ * directory of thousands of files costs a fraction of its page count in round trips.
+ */
+const PAGES_PER_DIRECTORY = 8;
+
+/**
  * Recursive listing that yields entries page by page as the server sends them. At most
- * {@link DIRECTORY_CONCURRENCY} directories are open and one page per directory is in
- * flight; a page is only fetched after the previous one was yielded, so memory stays
- * bounded by the pages in flight plus the queue of directory names still to read.
- * Entries come from READDIR's attributes, which OpenSSH takes with lstat: links are
- * reported as links and never followed.
+ * {@link DIRECTORY_CONCURRENCY} directories are open and {@link PAGES_PER_DIRECTORY}
+ * pages per directory in flight; a directory's next page is only asked for after one of
+ * its pages was yielded, so memory stays bounded by the pages in flight plus the queue of
+ * directory names still to read. Entries come from READDIR's attributes, which OpenSSH
+ * takes with lstat: links are reported as links and never followed.
  */
 export async function* walk(rootAbsolute: string, hooks: WalkHooks): AsyncGenerator<ListEntry> {
   const pendingDirs: Array<{ relative: string; absolute: string }> = [{ relative: '', absolute: rootAbsolute }];
@@ -37,6 +44,10 @@ export async function* walk(rootAbsolute: string, hooks: WalkHooks): AsyncGenera
   // pages settling in the same tick are both consumed.
   const inFlight = new Map<object, Promise<{ key: object; page: Page }>>();
   const open = new Set<OpenDir>();
+  // Per open directory: READDIR requests not yet answered, and whether one said "no more".
+  const outstanding = new Map<OpenDir, number>();
+  const exhausted = new Set<OpenDir>();
+  let dirsActive = 0;
 
   const openDir = async (relative: string, absolute: string): Promise<Page> => {
     const { sftp, release } = await hooks.acquire();
@@ -49,7 +60,7 @@ export async function* walk(rootAbsolute: string, hooks: WalkHooks): AsyncGenera
     }
     const dir: OpenDir = { relative, absolute, sftp, handle, release };
     open.add(dir);
-    return readPage(dir);
+    return { dir, list: [] };
   };
 
   const readPage = async (dir: OpenDir): Promise<Page> => {
@@ -71,6 +82,15 @@ export async function* walk(rootAbsolute: string, hooks: WalkHooks): AsyncGenera
     }
   };
 
+  /** Keep the directory's READDIR requests in flight, unless it said it has no more. */
+  const requestPages = (dir: OpenDir): void => {
+    if (exhausted.has(dir)) return;
+    for (let n = outstanding.get(dir) ?? 0; n < PAGES_PER_DIRECTORY; n++) {
+      outstanding.set(dir, n + 1);
+      track({ dir }, readPage(dir));
+    }
+  };
+
   const track = (key: object, page: Promise<Page>): void => {
     const keyed = page.then((p) => ({ key, page: p }));
     // A page may fail while the consumer holds the generator at a yield; mark it handled
@@ -82,17 +102,24 @@ export async function* walk(rootAbsolute: string, hooks: WalkHooks): AsyncGenera
   try {
     while (pendingDirs.length > 0 || inFlight.size > 0) {
       throwIfAborted(hooks.signal);
-      while (inFlight.size < DIRECTORY_CONCURRENCY && pendingDirs.length > 0) {
+      while (dirsActive < DIRECTORY_CONCURRENCY && pendingDirs.length > 0) {
         const next = pendingDirs.shift() as { relative: string; absolute: string };
-        const key = { relative: next.relative };
-        track(key, openDir(next.relative, next.absolute));
+        dirsActive += 1;
+        track({ relative: next.relative }, openDir(next.relative, next.absolute));
       }
       const { key, page } = await Promise.race(inFlight.values());
       inFlight.delete(key);
-      if (page.list === null) {
-        await closeDir(page.dir);
-        continue;
+      const dir = page.dir;
+      // An opened directory arrives as an empty page that answered no request.
+      if (outstanding.has(dir)) outstanding.set(dir, (outstanding.get(dir) as number) - 1);
+      if (page.list === null) exhausted.add(dir);
+      if (exhausted.has(dir) && outstanding.get(dir) === 0) {
+        outstanding.delete(dir);
+        exhausted.delete(dir);
+        dirsActive -= 1;
+        await closeDir(dir);
       }
+      if (page.list === null) continue;
       for (const item of page.list) {
         if (item.filename === '.' || item.filename === '..') continue;
         const path = page.dir.relative === '' ? item.filename : `${page.dir.relative}/${item.filename}`;
@@ -104,8 +131,7 @@ export async function* walk(rootAbsolute: string, hooks: WalkHooks): AsyncGenera
         yield entry;
       }
       throwIfAborted(hooks.signal);
-      const dir = page.dir;
-      track(dir, readPage(dir));
+      if (open.has(dir)) requestPages(dir);
     }
   } finally {
     // Early exit (break, error, abort): settle what is in flight, then close every handle.

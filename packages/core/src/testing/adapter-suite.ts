@@ -188,6 +188,21 @@ export function describeAdapterConformance(api: TestApi, factory: () => Promise<
         expect(paths).toEqual(['empty too', 'er', 'er/est', 'er/est/file.bin']);
       });
 
+      test('directories of more entries than one listing page: every entry exactly once', async () => {
+        // Remote listings come in pages (about 100 entries from OpenSSH) and may be read
+        // several pages and directories at a time; a lost or doubled page shows here.
+        const want: string[] = [];
+        for (let i = 0; i < 1250; i++) want.push(`big/f${String(i).padStart(4, '0')}`);
+        for (let d = 0; d < 6; d++) for (let i = 0; i < 150; i++) want.push(`big/d${d}/g${i}`);
+        for (let d = 0; d < 6; d++) await ad().mkdir(`paged/big/d${d}`);
+        for (let at = 0; at < want.length; at += 64) {
+          await Promise.all(want.slice(at, at + 64).map((p) => writeBytes(ad(), `paged/${p}`, p)));
+        }
+        const files = (await collect(ad().list('paged'))).filter((e) => e.kind === 'file');
+        expect(files.map((e) => e.path).sort()).toEqual([...want].sort());
+        for (const e of files) expect(e.size).toBe(Buffer.byteLength(e.path));
+      }, 120_000);
+
       test('an empty directory lists nothing', async () => {
         await ad().mkdir('void');
         expect(await collect(ad().list('void'))).toEqual([]);
