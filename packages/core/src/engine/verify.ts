@@ -5,8 +5,13 @@ import { forEachLimit } from './pool.js';
 import { rereadHash } from './file-copy.js';
 import type { JobRun, StagedFile } from './job-run.js';
 
-/** Files per server-side hash command: one remote round trip hashes many files. */
-const SERVER_HASH_BATCH = 256;
+/**
+ * Files per server-side hash command: one remote command hashes many files. Each command
+ * costs a few round trips and a process start, so a job's files are spread over as few
+ * commands as keep {@link SERVER_HASH_PARALLEL} of them busy, within these bounds (the
+ * upper one keeps progress and the proof flowing on large jobs).
+ */
+const SERVER_HASH_BATCH = { min: 64, max: 1024 };
 /** Hash commands in flight at once: each is one remote command on its own channel. */
 const SERVER_HASH_PARALLEL = 4;
 
@@ -60,8 +65,9 @@ export async function verifyStaged(run: JobRun, files: readonly StagedFile[], kn
   const hash = adapter.hash as NonNullable<typeof adapter.hash>;
   // Sizes by staged path: from a listing the caller already made, or one made here.
   const sizes = knownSizes ?? (await stagedSizes(run, files));
+  const per = Math.min(SERVER_HASH_BATCH.max, Math.max(SERVER_HASH_BATCH.min, Math.ceil(files.length / SERVER_HASH_PARALLEL)));
   const batches: StagedFile[][] = [];
-  for (let i = 0; i < files.length; i += SERVER_HASH_BATCH) batches.push(files.slice(i, i + SERVER_HASH_BATCH));
+  for (let i = 0; i < files.length; i += per) batches.push(files.slice(i, i + per));
   await forEachLimit(batches, SERVER_HASH_PARALLEL, async (batch) => {
     await run.emitter.caughtUp();
     const hashes = await hash(
