@@ -19,7 +19,8 @@
  *    verification. It is never skipped.
  *
  * A task without \`dst\` stops after step 2 and answers the bytes read as \`data\` (memory
- * moved to the main thread with the reply): the packer of a ZIP_FIRST job reads small
+ * moved to the main thread with the reply) with their CRC-32 as \`crc32\` (the zip writer
+ * needs it; computed here, off the main thread): the packer of a ZIP_FIRST job reads small
  * local files this way.
  *
  * A failure after the destination was created removes it, so a retry through the adapter
@@ -39,6 +40,7 @@ export const LANE_WORKER_SOURCE = String.raw`
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const { createHash } = require('node:crypto');
+const { crc32 } = require('node:zlib');
 
 const C = fs.constants;
 const READ_SOURCE = C.O_RDONLY | (C.O_NOFOLLOW || 0) | (C.O_NONBLOCK || 0);
@@ -107,7 +109,7 @@ function copyOne(t) {
       // left behind for this thread's garbage collector, which runs rarely.
       const own = new Uint8Array(new ArrayBuffer(n));
       own.set(data);
-      return { ok: true, hash, size: n, data: own };
+      return { ok: true, hash, size: n, data: own, crc32: crc32(own) };
     }
 
     phase = 'write';

@@ -48,7 +48,7 @@ export interface LaneTask {
 /** A worker's answer for one file. */
 export type LaneResult =
   | { ok: true; hash: string; size: number; destHash: string; destSize: number }
-  | { ok: true; hash: string; size: number; data: Uint8Array }
+  | { ok: true; hash: string; size: number; data: Uint8Array; crc32: number }
   | { ok: false; phase: 'read' | 'write' | 'verify'; errno?: string; syscall?: string; message: string }
   | { ok: false; phase: 'changed'; size: number }
   | { ok: false; phase: 'stopped' };
@@ -355,20 +355,21 @@ export function laneBatchesInFlight(): number {
 /**
  * Read small local source files on the lane's workers, with the same checks as a lane copy
  * (no link followed, size and mtime as scanned): per file its bytes and source hash, the
- * error the adapter path would raise, or `retry` for a transient fault.
+ * error the adapter path would raise, or `retry` for a transient fault. The bytes' CRC-32
+ * comes with them, computed on the worker, for the archive writer.
  */
 export async function readOnLane(
   run: JobRun,
   entries: readonly ManifestEntry[],
   stop: SharedArrayBuffer,
-): Promise<Array<{ data: Uint8Array; hash: string } | KetterError | 'retry'>> {
+): Promise<Array<{ data: Uint8Array; hash: string; crc32: number } | KetterError | 'retry'>> {
   const tasks = entries.map((entry) => readTaskFor(run, entry));
   const results = await runBatch(tasks, stop);
   return results.map((result, i) => {
     const entry = entries[i] as ManifestEntry;
     if (!result.ok) return laneFailure(run, entry, tasks[i] as LaneTask, result, '');
     if (!('data' in result)) throw new Error('local lane answered a read task without its bytes');
-    return { data: result.data, hash: result.hash };
+    return { data: result.data, hash: result.hash, crc32: result.crc32 };
   });
 }
 

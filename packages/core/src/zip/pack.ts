@@ -1,14 +1,15 @@
-import { PassThrough, Readable, Transform } from 'node:stream';
+import type { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { SMALL_FILE_BYTES } from '../adapter.js';
-import { pipeline } from 'node:stream/promises';
-import { ErrorCode, fromSystemError, KetterError, throwIfAborted } from '../errors.js';
+import { cancelledError, ErrorCode, fromSystemError, KetterError, throwIfAborted } from '../errors.js';
 import type { HashAlgorithm } from '../hash/algorithms.js';
-import { createHasher, type Hasher } from '../hash/hasher.js';
+import { createHasher } from '../hash/hasher.js';
 import type { Manifest, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
 import { chunkSizeFor } from '../engine/file-copy.js';
 import type { JobRun } from '../engine/job-run.js';
 import { canReadOnLane, laneBatchesInFlight, makeBatches, readOnLane } from '../engine/local-lane.js';
+import { ZipSizeMismatchError, ZipWriter } from './zip-writer.js';
 
 export interface PackedArchive {
   /** Archive path at the destination (hidden, named after the job). */
@@ -17,9 +18,10 @@ export interface PackedArchive {
   hash: string;
   /**
    * Source hash and size of every file, computed as it was read into the archive;
-   * `checked`: the file was also found unchanged since the scan (size, mtime, type) as it was read.
+   * `checked`: the file was also found unchanged since the scan (size, mtime, type) as it was read;
+   * `at`: the offset of the file's local header in the archive (its data follows the header).
    */
-  sourceHashes: Map<string, { hash: string; size: number; checked?: boolean }>;
+  sourceHashes: Map<string, { hash: string; size: number; checked?: boolean; at?: number }>;
 }
 
 /** Name of a job's archive beside its staging directory; recovery finds it by this pattern. */
@@ -30,8 +32,12 @@ export function archiveNameFor(run: JobRun): string {
 /**
  * Pack the source tree into an uncompressed (STORE) zip streamed straight to the
  * destination: no copy of the data lands anywhere else. Every source file is hashed as it
- * is read into the archive, and the archive as it is written. yazl switches to Zip64 by
- * itself past 4 GiB or 65,535 entries.
+ * is read into the archive, and the archive as it is written. The writer (`zip-writer.ts`)
+ * takes Zip64 form by itself past 4 GiB or 65,535 entries.
+ *
+ * Memory stays bounded: each entry is awaited until the destination stream has room for
+ * it, so what is held is the small files read ahead, the writer's 1 MiB output block, the
+ * destination stream's buffer (8 MiB) and the central directory (~100 bytes per entry).
  */
 export async function packToDestination(run: JobRun, manifest: Manifest): Promise<PackedArchive> {
   const archivePath = archiveNameFor(run);
@@ -39,140 +45,142 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const dest = run.destAdapter;
   const algorithm = run.settings.algorithm;
   const sourceHashes: PackedArchive['sourceHashes'] = new Map();
-  // Loaded with the first archive: DIRECT-only processes never pay for the zip libraries.
-  const { ZipFile } = (await import('yazl')).default;
-  const zip = new ZipFile();
-  let packError: unknown = null;
-  let archiveBytes = 0;
-  // Small files' bytes read and waiting for their entries: with the archive's bytes
-  // written so far, they bound the memory held by the packer.
-  let bufferedBytes = 0;
-  let drained: (() => void) | null = null;
-  // yazl listens for errors on neither the streams it is given nor reports them on its
-  // output: a failing source read ends the archive output here, and the streams handed to
-  // yazl never emit 'error' themselves (an unheard 'error' would crash the process).
-  const failPack = (error: unknown) => {
-    packError ??= error;
-    (zip.outputStream as unknown as PassThrough).destroy(error instanceof Error ? error : new Error(String(error)));
-    drained?.();
-  };
-
-  /** A larger file is streamed into the archive, opened only when yazl reaches it. */
-  const addStreamed = (entry: ManifestEntry, options: { mtime: Date; mode: number }) => {
-    const sourcePath = joinPath(run.source.path, entry.path);
-    zip.addReadStreamLazy(entry.path, { ...options, compress: false, size: entry.size }, (cb) => {
-      if (run.signal?.aborted) {
-        failPack(new KetterError('CANCELLED', 'cancelled'));
-        return cb(null, new PassThrough());
-      }
-      const open = async (): Promise<Readable> => {
-        const hasher = await createHasher(algorithm);
-        const input = src.openRead(sourcePath, { highWaterMark: chunkSizeFor(entry.size), ...(run.signal ? { signal: run.signal } : {}) });
-        const hashing = hashingTransform(hasher, chunkSizeFor(entry.size), (n) => (run.emitter.progress.bytesDone += n), (size) => {
-          sourceHashes.set(entry.path, { hash: hasher.digest(), size });
-          run.emitter.progress.filesDone += 1;
-        });
-        input.once('error', (error) => {
-          failPack(error);
-          hashing.destroy();
-        });
-        hashing.on('error', failPack);
-        return input.pipe(hashing);
-      };
-      open().then(
-        (stream) => cb(null, stream),
-        (error: unknown) => {
-          failPack(error);
-          cb(null, new PassThrough());
-        },
-      );
-    });
-  };
+  const signal = run.signal ? { signal: run.signal } : {};
 
   const archiveHasher = await createHasher(algorithm);
-  const onArchiveBytes = (n: number) => {
-    archiveBytes += n;
-    if (drained && archiveBytes + BUFFERED_BYTES_LIMIT >= bufferedBytes) {
-      drained();
-      drained = null;
-    }
-  };
-  const sink = dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...(run.signal ? { signal: run.signal } : {}) });
+  const output = writableSink(dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...signal }));
   run.tempPaths.push(archivePath);
-  const writing = pipeline(
-    zip.outputStream,
-    hashingTransform(archiveHasher, 8 * 1024 * 1024, onArchiveBytes, () => undefined),
-    sink,
-    run.signal ? { signal: run.signal } : {},
-  );
-  writing.catch(() => undefined); // awaited below
+  let archiveBytes = 0;
+  const zip = new ZipWriter((chunk) => {
+    archiveHasher.update(chunk);
+    archiveBytes += chunk.byteLength;
+    return output.write(chunk);
+  });
+  // A write waiting for room must not outlive a cancellation, whatever the adapter does with the signal.
+  const onAbort = () => output.destroy(cancelledError(run.signal));
+  run.signal?.addEventListener('abort', onAbort, { once: true });
+
+  /** A larger file is streamed into the archive, opened only when the writer reaches it. */
+  const addStreamed = async (entry: ManifestEntry, meta: { mtimeMs: number; mode: number }) => {
+    const hasher = await createHasher(algorithm);
+    const input = src.openRead(joinPath(run.source.path, entry.path), { highWaterMark: chunkSizeFor(entry.size), ...signal });
+    let size = 0;
+    async function* hashed(): AsyncIterable<Uint8Array> {
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        hasher.update(chunk);
+        size += chunk.byteLength;
+        run.emitter.progress.bytesDone += chunk.byteLength;
+        yield chunk;
+      }
+    }
+    const at = zip.bytes;
+    try {
+      await zip.addStream(entry.path, hashed(), { ...meta, expectedSize: entry.size });
+    } catch (error) {
+      input.destroy();
+      throw error instanceof ZipSizeMismatchError ? sourceChanged(run, entry) : error;
+    }
+    sourceHashes.set(entry.path, { hash: hasher.digest(), size, at });
+    run.emitter.progress.filesDone += 1;
+  };
 
   const readAhead = smallFileReadAhead(run, manifest);
-  const waiting = new Map<string, Buffer>();
   try {
     for (const entry of manifest.entries) {
-      if (packError) break;
       throwIfAborted(run.signal);
-      const options = { mtime: new Date(entry.mtimeMs), mode: entryMode(entry) };
+      const meta = { mtimeMs: entry.mtimeMs, mode: entryMode(entry) };
       if (entry.kind === 'directory') {
-        zip.addEmptyDirectory(entry.path, options);
+        await zip.addDirectory(entry.path, meta);
         continue;
       }
       const prefetched = readAhead.take(entry);
       if (prefetched) {
-        // A small file is read and hashed ahead, and goes in as one chunk: a hashing stream
-        // pipeline per 1 KiB entry cost more than the bytes. Not through addBuffer: yazl
-        // keeps what an entry's pump holds until the whole archive is done, which would
-        // keep every small file of the job in memory. The bytes wait here instead, and are
-        // handed over (and forgotten) when yazl reaches the entry.
+        // A small file read and hashed ahead goes in whole: no stream per entry, and its
+        // bytes are the writer's (then the destination stream's) as soon as it is added.
         const got = await prefetched;
-        const data = asBuffer(got.data);
-        sourceHashes.set(entry.path, { hash: got.hash ?? (await hashOf(algorithm, data)), size: data.byteLength, checked: got.checked === true });
-        run.emitter.progress.bytesDone += data.byteLength;
+        if (got.data.byteLength !== entry.size) throw sourceChanged(run, entry);
+        const hash = got.hash ?? (await hashOf(algorithm, got.data));
+        sourceHashes.set(entry.path, { hash, size: got.data.byteLength, checked: got.checked === true, at: zip.bytes });
+        run.emitter.progress.bytesDone += got.data.byteLength;
         run.emitter.progress.filesDone += 1;
-        waiting.set(entry.path, data);
-        zip.addReadStreamLazy(entry.path, { ...options, compress: false, size: data.byteLength }, (cb) => {
-          const bytes = waiting.get(entry.path);
-          waiting.delete(entry.path);
-          cb(null, oneChunk(bytes ?? Buffer.alloc(0)));
-        });
-        bufferedBytes += data.byteLength;
-        if (bufferedBytes - archiveBytes > BUFFERED_BYTES_LIMIT) await new Promise<void>((resolve) => (drained = resolve));
+        await zip.addBytes(entry.path, got.data, got.crc32 === undefined ? meta : { ...meta, crc32: got.crc32 });
         continue;
       }
-      addStreamed(entry, options);
+      await addStreamed(entry, meta);
     }
+    await zip.end();
+    await output.end();
   } catch (error) {
-    failPack(error);
+    readAhead.close(); // before waiting for the output to close: no new reads meanwhile
+    await output.abort(error);
+    throwIfAborted(run.signal);
+    throw error instanceof KetterError ? error : fromSystemError(error, { path: archivePath, operation: 'pack' });
   } finally {
     readAhead.close();
+    run.signal?.removeEventListener('abort', onAbort);
   }
-  zip.on('error', failPack);
-  zip.end();
-
-  try {
-    await writing;
-  } catch (error) {
-    throwIfAborted(run.signal);
-    const cause = packError ?? error;
-    throw cause instanceof KetterError ? cause : fromSystemError(cause, { path: archivePath, operation: 'pack' });
-  }
-  if (packError) throw packError;
   for (const entry of manifest.entries) {
     if (entry.kind !== 'file') continue;
     const got = sourceHashes.get(entry.path);
-    if (!got || got.size !== entry.size) {
-      throw new KetterError('SOURCE_CHANGED', `source changed while packing: ${run.source.portal.describe(joinPath(run.source.path, entry.path))}`, {
-        portal: run.source.portal.name,
-        path: joinPath(run.source.path, entry.path),
-      });
-    }
+    if (!got || got.size !== entry.size) throw sourceChanged(run, entry);
   }
   return { path: archivePath, bytes: archiveBytes, hash: archiveHasher.digest(), sourceHashes };
 }
 
-/** Small files' bytes read ahead and waiting for yazl to reach their entries. */
-const BUFFERED_BYTES_LIMIT = 16 * 1024 * 1024;
+function sourceChanged(run: JobRun, entry: ManifestEntry): KetterError {
+  const path = joinPath(run.source.path, entry.path);
+  return new KetterError(ErrorCode.SOURCE_CHANGED, `source changed while packing: ${run.source.portal.describe(path)}`, {
+    portal: run.source.portal.name,
+    path,
+  });
+}
+
+/**
+ * The destination stream as the writer's sink: a write that fills the stream's buffer
+ * returns a promise of room (`drain`), so the packer waits instead of queuing; a stream
+ * failure, whenever it happens, is what the next write or the end throws. The listener is
+ * there from the start: an unheard 'error' would crash the process.
+ */
+function writableSink(out: Writable): { write(chunk: Buffer): void | Promise<void>; end(): Promise<void>; abort(error: unknown): Promise<void>; destroy(error: Error): void } {
+  let failure: Error | null = null;
+  out.on('error', (error) => {
+    failure ??= error;
+  });
+  const closedEarly = () => failure ?? new Error('the archive output closed before the archive was complete');
+  return {
+    write(chunk) {
+      if (failure || out.destroyed) throw closedEarly();
+      if (out.write(chunk)) return;
+      return new Promise<void>((resolve, reject) => {
+        const settle = (error?: Error) => {
+          out.off('drain', onDrain);
+          out.off('close', onClose);
+          out.off('error', onClose);
+          if (error) reject(error);
+          else resolve();
+        };
+        const onDrain = () => settle();
+        const onClose = () => settle(closedEarly());
+        out.on('drain', onDrain);
+        out.on('close', onClose);
+        out.on('error', onClose);
+      });
+    },
+    async end() {
+      if (failure) throw failure;
+      out.end();
+      await finished(out);
+    },
+    async abort(error) {
+      if (!out.destroyed) out.destroy(error instanceof Error ? error : new Error(String(error)));
+      // Closed before the caller removes the partial archive.
+      await finished(out).catch(() => undefined);
+    },
+    destroy(error) {
+      if (!out.destroyed) out.destroy(error);
+    },
+  };
+}
 
 /** Small files read ahead of the archive writer through the adapter (bounded by count and bytes). */
 const READ_AHEAD_FILES = 32;
@@ -182,11 +190,13 @@ const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 interface Prefetched {
   data: Uint8Array;
   hash?: string;
+  /** CRC-32 of `data`, computed by the worker that read it (the writer computes it otherwise). */
+  crc32?: number;
   checked?: boolean;
 }
 
 /**
- * yazl asks for one entry at a time; reading each small file only then makes the packer
+ * The writer takes one entry at a time; reading each small file only then makes the packer
  * wait on one source round trip per file. This keeps the next small files' reads in
  * flight, in archive order: on the local lane's worker threads for a local source (batches
  * of files read and hashed with synchronous calls — per-file asynchronous reads cost more
@@ -258,45 +268,13 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
   };
 }
 
-/** Zip external attributes keep the type bits; yazl wants a full st_mode. */
+/** Zip external attributes hold a full st_mode: the type bits with the permissions. */
 function entryMode(entry: ManifestEntry): number {
   return (entry.kind === 'directory' ? 0o040000 : 0o100000) | (entry.mode & 0o7777);
-}
-
-/** A stream of one chunk, cheaper than `Readable.from` for the thousands of small entries. */
-function oneChunk(bytes: Buffer): Readable {
-  return new Readable({
-    read() {
-      this.push(bytes);
-      this.push(null);
-    },
-  });
 }
 
 async function hashOf(algorithm: HashAlgorithm, data: Uint8Array): Promise<string> {
   const hasher = await createHasher(algorithm);
   hasher.update(data);
   return hasher.digest();
-}
-
-/** A view of the bytes without copying them. */
-function asBuffer(data: Uint8Array): Buffer {
-  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-}
-
-function hashingTransform(hasher: Hasher, highWaterMark: number, onBytes: (n: number) => void, onEnd: (size: number) => void): Transform {
-  let size = 0;
-  return new Transform({
-    highWaterMark,
-    transform(chunk: Buffer, _enc, done) {
-      hasher.update(chunk);
-      size += chunk.byteLength;
-      onBytes(chunk.byteLength);
-      done(null, chunk);
-    },
-    flush(done) {
-      onEnd(size);
-      done();
-    },
-  });
 }
