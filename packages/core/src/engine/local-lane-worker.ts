@@ -18,6 +18,12 @@
  * 4. open the destination again and read it back from disk, and hash that: the
  *    verification. It is never skipped.
  *
+ * A task with \`at\` extracts instead of copying: \`src\` is a STORE zip this process wrote
+ * and verified, \`at\` the offset of the entry's local header; step 1 reads the entry's
+ * \`size\` bytes after that header (the scan checks do not apply to an archive), and the
+ * rest is a copy's: hash, exclusive create, mode and times, read back and hash. Entries
+ * larger than 2 MiB go through in 2 MiB pieces (the stop flag is checked between pieces).
+ *
  * A task without \`dst\` stops after step 2 and answers the bytes read as \`data\` (memory
  * moved to the main thread with the reply) with their CRC-32 as \`crc32\` (the zip writer
  * needs it; computed here, off the main thread): the packer of a ZIP_FIRST job reads small
@@ -90,18 +96,127 @@ function changed(t, st, n) {
   return t.mtimeSlackMs > 0 ? drift >= t.mtimeSlackMs : drift !== 0;
 }
 
+const LOCAL_HEADER = 0x04034b50;
+const headBuf = Buffer.allocUnsafeSlow(30);
+
+// Larger archive entries are extracted in pieces of this size, never whole in memory.
+const PIECE = 2 * 1024 * 1024;
+
+function badArchive(t, what) {
+  return Object.assign(new Error(what + ' at offset ' + t.at + ' of ' + t.src), { code: 'EBADARCHIVE' });
+}
+
+// Where the data of the STORE entry whose local header is at t.at begins.
+function entryStart(fd, t) {
+  if (fs.readSync(fd, headBuf, 0, 30, t.at) !== 30 || headBuf.readUInt32LE(0) !== LOCAL_HEADER || headBuf.readUInt16LE(8) !== 0) {
+    throw badArchive(t, 'no stored zip entry');
+  }
+  return t.at + 30 + headBuf.readUInt16LE(26) + headBuf.readUInt16LE(28);
+}
+
+// Exactly n bytes of fd at position into buf (fewer only at end of file).
+function readAt(fd, buf, n, position) {
+  let got = 0;
+  while (got < n) {
+    const k = fs.readSync(fd, buf, got, n - got, position + got);
+    if (k === 0) break;
+    got += k;
+  }
+  return got;
+}
+
+// A small entry of a STORE zip this process wrote, whole into sourceBuf.
+function readArchiveEntry(fd, t) {
+  const start = entryStart(fd, t);
+  sourceBuf = fit(sourceBuf, t.size);
+  return readAt(fd, sourceBuf, t.size, start);
+}
+
+// A larger entry, piece by piece: read from the archive and hashed, written, then read back
+// and hashed. Checks the stop flag between pieces, so a long file does not hold up a cancel.
+function extractLarge(t, stop) {
+  let phase = 'read';
+  let src = -1;
+  let fd = -1;
+  let created = false;
+  const stopped = () => stop !== null && Atomics.load(stop, 0) !== 0;
+  try {
+    src = fs.openSync(t.src, READ_BACK);
+    const start = entryStart(src, t);
+    sourceBuf = fit(sourceBuf, PIECE);
+    phase = 'write';
+    fd = fs.openSync(t.dst, 'wx', t.mode);
+    created = true;
+    const hash = createHash(t.algorithm);
+    for (let done = 0; done < t.size; ) {
+      if (stopped()) throw { stopped: true };
+      phase = 'read';
+      const want = Math.min(PIECE, t.size - done);
+      if (readAt(src, sourceBuf, want, start + done) !== want) throw badArchive(t, 'archive ends inside the entry');
+      const piece = sourceBuf.subarray(0, want);
+      hash.update(piece);
+      phase = 'write';
+      for (let w = 0; w < want; ) w += fs.writeSync(fd, piece, w, want - w, done + w);
+      done += want;
+    }
+    fs.closeSync(src);
+    src = -1;
+    fs.fchmodSync(fd, t.mode);
+    const seconds = Math.trunc(t.mtimeMs) / 1000;
+    fs.futimesSync(fd, seconds, seconds);
+    fs.closeSync(fd);
+    fd = -1;
+
+    phase = 'verify';
+    fd = fs.openSync(t.dst, READ_BACK);
+    verifyBuf = fit(verifyBuf, PIECE);
+    const back = createHash(t.algorithm);
+    let m = 0;
+    for (;;) {
+      if (stopped()) throw { stopped: true };
+      const k = readAt(fd, verifyBuf, PIECE, m);
+      if (k === 0) break;
+      back.update(verifyBuf.subarray(0, k));
+      m += k;
+    }
+    fs.closeSync(fd);
+    fd = -1;
+    return { ok: true, hash: hash.digest('hex'), size: t.size, destHash: back.digest('hex'), destSize: m };
+  } catch (error) {
+    if (src >= 0) closeQuietly(src);
+    if (fd >= 0) closeQuietly(fd);
+    if (created) {
+      try {
+        fs.unlinkSync(t.dst);
+      } catch {}
+    }
+    if (error && error.stopped) return { ok: false, phase: 'stopped' };
+    const e = error || {};
+    return { ok: false, phase, errno: typeof e.code === 'string' ? e.code : undefined, syscall: e.syscall, message: String(e.message || e) };
+  }
+}
+
 function copyOne(t) {
   let phase = 'read';
   let fd = -1;
   let created = false;
   try {
-    fd = fs.openSync(t.src, READ_SOURCE);
-    sourceBuf = fit(sourceBuf, t.size + 1);
-    const n = readUpTo(fd, sourceBuf, t.size + 1);
-    const st = fs.fstatSync(fd);
-    fs.closeSync(fd);
-    fd = -1;
-    if (changed(t, st, n)) return { ok: false, phase: 'changed', size: st.isFile() ? st.size : -1 };
+    let n;
+    if (t.at !== undefined) {
+      fd = fs.openSync(t.src, READ_BACK);
+      n = readArchiveEntry(fd, t);
+      fs.closeSync(fd);
+      fd = -1;
+      if (n !== t.size) throw Object.assign(new Error('archive ends inside the entry at offset ' + t.at + ' of ' + t.src), { code: 'EBADARCHIVE' });
+    } else {
+      fd = fs.openSync(t.src, READ_SOURCE);
+      sourceBuf = fit(sourceBuf, t.size + 1);
+      n = readUpTo(fd, sourceBuf, t.size + 1);
+      const st = fs.fstatSync(fd);
+      fs.closeSync(fd);
+      fd = -1;
+      if (changed(t, st, n)) return { ok: false, phase: 'changed', size: st.isFile() ? st.size : -1 };
+    }
     const data = sourceBuf.subarray(0, n);
     const hash = createHash(t.algorithm).update(data).digest('hex');
     if (t.dst === undefined) {
@@ -197,7 +312,7 @@ parentPort.on('message', (batch) => {
   const results = [];
   for (const task of batch.tasks) {
     if (stop !== null && Atomics.load(stop, 0) !== 0) results.push({ ok: false, phase: 'stopped' });
-    else results.push(copyOne(task));
+    else results.push(task.at !== undefined && task.size > PIECE ? extractLarge(task, stop) : copyOne(task));
   }
   const moved = results.filter((r) => r.data !== undefined).map((r) => r.data.buffer);
   parentPort.postMessage({ id: batch.id, results }, moved);

@@ -7,6 +7,7 @@ import { joinPath } from '../paths.js';
 import type { JobRun, StagedFile } from './job-run.js';
 import { LANE_WORKER_SOURCE } from './local-lane-worker.js';
 import { forEachLimit } from './pool.js';
+import { backoffDelay, sleep } from './retry.js';
 import type { Resumable } from './resume.js';
 import { hasServerHash, recordVerification } from './verify.js';
 
@@ -43,6 +44,8 @@ export interface LaneTask {
   algorithm: HashAlgorithm;
   /** Clear whatever an interrupted run left at `dst` before creating it. */
   replace: boolean;
+  /** Extract instead of copy: `src` is a STORE zip and this the offset of the entry's local header. */
+  at?: number;
 }
 
 /** A worker's answer for one file. */
@@ -401,4 +404,113 @@ function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneR
   recordVerification(run, file, { hash: result.destHash, size: result.destSize }, 'reread');
   staged.push(file);
   return 'done';
+}
+
+// ---------------------------------------------------------------------------------------
+// ZIP_FIRST extraction into a local staging directory.
+
+/** A file of a job's archive: its manifest entry and the offset of its local header. */
+export interface ArchiveMember {
+  entry: ManifestEntry;
+  at: number;
+}
+
+/** What extracting one file on the lane found: the archive's bytes and the read-back, hashed. */
+export interface LaneExtracted {
+  hash: string;
+  size: number;
+  destHash: string;
+  destSize: number;
+}
+
+/**
+ * Whether a ZIP_FIRST job's archive can be extracted on the lane: staging is on a local
+ * filesystem, the workers compute the algorithm, and the destination has no server-side
+ * hash that would verify the files in bulk instead.
+ */
+export function canExtractOnLane(run: JobRun): boolean {
+  return run.destAdapter.localPath !== undefined && LANE_ALGORITHMS.has(run.settings.algorithm) && !hasServerHash(run);
+}
+
+/**
+ * Extract files of the job's archive (local, already verified by hash) into staging on the
+ * lane's workers: each file's bytes are read at its known offset, written with the mode and
+ * mtime of its source, read back from disk and hashed, all with synchronous calls, so a
+ * session of thousands of small files costs no per-file main-thread I/O. Resolves with one
+ * answer per member, in order; the caller compares and records them. The first failure
+ * stops the batches not yet started and is thrown once those in flight have settled;
+ * transient faults are retried with backoff like the adapter path's.
+ */
+export async function extractOnLane(run: JobRun, archivePath: string, members: readonly ArchiveMember[]): Promise<LaneExtracted[]> {
+  throwIfAborted(run.signal);
+  const dest = run.destAdapter;
+  const localPath = dest.localPath as (path: string) => string;
+  const archive = localPath.call(dest, archivePath);
+  const taskOf = (m: ArchiveMember): LaneTask => ({
+    src: archive,
+    at: m.at,
+    dst: localPath.call(dest, run.stagedPathOf(m.entry)),
+    size: m.entry.size,
+    mtimeMs: m.entry.mtimeMs,
+    mtimeSlackMs: 0,
+    mode: m.entry.mode & 0o777,
+    algorithm: run.settings.algorithm,
+    replace: false,
+  });
+  const where = new Map(members.map((m, i) => [m.entry, i] as const));
+  const batches = makeBatches(members.map((m) => m.entry));
+  const out: LaneExtracted[] = new Array(members.length);
+  const stop = new SharedArrayBuffer(4);
+  const halt = () => Atomics.store(new Int32Array(stop), 0, 1);
+  const onAbort = () => halt();
+  run.signal.addEventListener('abort', onAbort, { once: true });
+  let next = 0;
+  let failure: { error: unknown } | null = null;
+  const settle = async (index: number, task: LaneTask, result: LaneResult): Promise<void> => {
+    const entry = (members[index] as ArchiveMember).entry;
+    for (let attempt = 1; ; attempt++) {
+      if (result.ok) {
+        if (!('destHash' in result)) throw new Error('local lane answered an extraction without its verification');
+        out[index] = { hash: result.hash, size: result.size, destHash: result.destHash, destSize: result.destSize };
+        run.emitter.progress.filesDone += 1;
+        return;
+      }
+      const verdict = result.phase === 'read' ? archiveFailure(run, archivePath, task, result) : laneFailure(run, entry, task, result, run.stagedPathOf(entry));
+      if (verdict !== 'retry') throw verdict;
+      if (attempt >= run.runtime.retry.attempts) {
+        throw new KetterError(ErrorCode.IO_ERROR, `extracting ${run.destinationDir.portal.describe(run.stagedPathOf(entry))} kept failing: ${'message' in result ? result.message : 'transient fault'}`);
+      }
+      await sleep(backoffDelay(attempt, run.runtime.retry), run.signal);
+      result = (await runBatch([task], stop))[0] as LaneResult;
+    }
+  };
+  const feeder = async (): Promise<void> => {
+    while (failure === null && next < batches.length) {
+      const batch = batches[next++] as ManifestEntry[];
+      const indexes = batch.map((e) => where.get(e) as number);
+      const tasks = indexes.map((i) => taskOf(members[i] as ArchiveMember));
+      try {
+        const results = await runBatch(tasks, stop);
+        for (let j = 0; j < tasks.length && failure === null; j++) await settle(indexes[j] as number, tasks[j] as LaneTask, results[j] as LaneResult);
+      } catch (error) {
+        failure ??= { error: error instanceof KetterError ? error : new KetterError(ErrorCode.IO_ERROR, `local extraction worker failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }) };
+        halt();
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(batches.length, laneBatchesInFlight()) }, feeder));
+  } finally {
+    run.signal.removeEventListener('abort', onAbort);
+  }
+  throwIfAborted(run.signal);
+  if (failure !== null) throw (failure as { error: unknown }).error;
+  return out;
+}
+
+/** A failure reading the archive names the archive (in the destination portal), not the file's source. */
+function archiveFailure(run: JobRun, archivePath: string, task: LaneTask, result: { message: string; errno?: string; syscall?: string }): KetterError | 'retry' {
+  const cause = Object.assign(new Error(result.message.split(task.src).join(archivePath)), { code: result.errno, syscall: result.syscall });
+  if (isTransient(cause)) return 'retry';
+  return fromSystemError(cause, { portal: run.destinationDir.portal.name, path: archivePath, operation: 'extract' });
 }

@@ -3,13 +3,14 @@ import { commitStaging } from '../engine/commit.js';
 import { rereadHash } from '../engine/file-copy.js';
 import { finishIdentical, preserveTimes } from '../engine/finish.js';
 import type { JobRun, StagedFile } from '../engine/job-run.js';
-import { warmLaneForReads } from '../engine/local-lane.js';
+import { canExtractOnLane, extractOnLane, warmLaneForReads, type ArchiveMember } from '../engine/local-lane.js';
 import { forEachLimit } from '../engine/pool.js';
 import { preflight } from '../engine/preflight.js';
 import { deleteSources } from '../engine/source-delete.js';
 import type { TransferResult } from '../engine/types.js';
-import { verifyStaged } from '../engine/verify.js';
+import { recordVerification, verifyStaged } from '../engine/verify.js';
 import { joinPath, normalizeRelative } from '../paths.js';
+import type { ManifestEntry } from '../manifest.js';
 import type { TransferPlan } from '../plan.js';
 import { extractArchive } from './extract.js';
 import { packToDestination, type PackedArchive } from './pack.js';
@@ -48,6 +49,8 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
 
   run.emitter.setPhase('extract');
   run.emitter.progress.filesDone = 0;
+  const members = laneMembers(run, archive, manifest);
+  if (members !== null) return finishOnLane(run, plan, archive, members);
   const { method, listing } = await extractIntoStaging(run, archive, plan);
   run.emitter.emit({
     type: 'archive.extracted',
@@ -76,6 +79,12 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
   await restoreFileAttributes(run, staged, listing);
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
+  return commitAndFinish(run, plan, staged, dirs);
+}
+
+/** Common end of both extraction paths: MOVE's last source check, commit, source deletion. */
+async function commitAndFinish(run: JobRun, plan: TransferPlan, staged: StagedFile[], dirs: readonly ManifestEntry[]): Promise<TransferResult> {
+  const manifest = plan.manifest;
   if (run.settings.mode === 'move') {
     await forEachLimit(manifest.entries.filter((e) => e.kind === 'file'), run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
   }
@@ -84,6 +93,59 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
   await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), 'directory');
   const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
   return run.succeed('ZIP_FIRST', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });
+}
+
+/**
+ * The archive's files with the offsets of their local headers, when staging is local and
+ * every file's offset is known: then extraction needs no zip reader at all. Names come
+ * from the manifest (already confined), never from the archive, and the bytes at each
+ * offset are those the packer wrote — the archive was verified by hash.
+ */
+function laneMembers(run: JobRun, archive: PackedArchive, manifest: TransferPlan['manifest']): ArchiveMember[] | null {
+  if (!canExtractOnLane(run)) return null;
+  const members: ArchiveMember[] = [];
+  for (const entry of manifest.entries) {
+    if (entry.kind !== 'file') continue;
+    const at = archive.sourceHashes.get(entry.path)?.at;
+    if (at === undefined) return null;
+    members.push({ entry, at });
+  }
+  return members;
+}
+
+/**
+ * Extract on the local lane: every file is written, read back and hashed by the workers in
+ * one pass, so the events that follow `archive.extracted` (`file.copied`, then
+ * `file.verified` by re-read) come from work already done. Modes and mtimes are set as
+ * each file is written.
+ */
+async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArchive, members: readonly ArchiveMember[]): Promise<TransferResult> {
+  const manifest = plan.manifest;
+  const dirs = manifest.entries.filter((e) => e.kind === 'directory');
+  await forEachLimit(dirs, run.runtime.concurrency, (d) => run.destAdapter.mkdir(run.stagedPathOf(d)));
+  const extracted = await extractOnLane(run, archive.path, members);
+  run.emitter.emit({
+    type: 'archive.extracted',
+    files: plan.nFiles,
+    bytes: plan.totalBytes,
+    algorithm: run.settings.algorithm,
+    archiveHash: archive.hash,
+    method: 'adapter',
+  });
+  run.emitter.setPhase('verify');
+  const staged: StagedFile[] = [];
+  for (const [i, { entry }] of members.entries()) {
+    const source = archive.sourceHashes.get(entry.path);
+    const got = extracted[i];
+    if (!source || !got) throw new KetterError(ErrorCode.IO_ERROR, `no source hash or extraction recorded for ${entry.path}`);
+    const file: StagedFile = { entry, stagedPath: run.stagedPathOf(entry), hash: source.hash, size: source.size };
+    await run.emitter.caughtUp();
+    run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
+    recordVerification(run, file, { hash: got.destHash, size: got.destSize }, 'reread');
+    staged.push(file);
+  }
+  await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
+  return commitAndFinish(run, plan, staged, dirs);
 }
 
 /**

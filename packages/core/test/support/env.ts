@@ -79,7 +79,8 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
     for (const e of await readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       const st = await stat(p);
-      out[relative(dir, p)] = `${e.isDirectory() ? 'd' : 'f'}:${st.size}:${st.mtimeMs}`;
+      // A directory's size is the filesystem's business (it varies with the order its entries were made).
+      out[relative(dir, p)] = e.isDirectory() ? `d:${st.mtimeMs}` : `f:${st.size}:${st.mtimeMs}`;
       if (e.isDirectory()) await walk(p);
     }
   }
