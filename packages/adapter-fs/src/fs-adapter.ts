@@ -162,7 +162,8 @@ export class FsAdapter implements Adapter {
     return mapStreamErrors(stream, (error) => fsError(error, 'write', path, signal), signal);
   }
 
-  async readFile(path: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+  // `sizeHint` is not needed here: the kernel reports the size and the read is sized to it.
+  async readFile(path: string, options: { signal?: AbortSignal; sizeHint?: number } = {}): Promise<Uint8Array> {
     try {
       return await readFile(this.#abs(path), options.signal);
     } catch (error) {

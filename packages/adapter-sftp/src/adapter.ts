@@ -202,14 +202,17 @@ export class SftpAdapter implements Adapter {
   /**
    * A whole small file in two round trips: open, then the reads for its size and one byte
    * more (growth shows), an fstat and the close, all in flight together. The stream path
-   * pays open, read, a read that answers EOF, and close, one after the other.
+   * pays open, read, a read that answers EOF, and close, one after the other. The first read
+   * is sized to `sizeHint` (and one byte more) when given: what it returns keeps its buffer
+   * alive, and thousands of small files each holding a full request's buffer add up.
    */
-  async readFile(path: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+  async readFile(path: string, options: { signal?: AbortSignal; sizeHint?: number } = {}): Promise<Uint8Array> {
     throwIfAborted(options.signal);
     return this.#withSftp('read', path, async (sftp) => {
       const handle = await sftpCalls.open(sftp, this.#abs(path), 'r');
       // The server answers in order: the read and the fstat go out before the close.
-      const first = Buffer.allocUnsafe(maxReadLen(sftp));
+      const hint = options.sizeHint;
+      const first = Buffer.allocUnsafe(hint !== undefined && hint >= 0 && hint < maxReadLen(sftp) ? hint + 1 : maxReadLen(sftp));
       const reading = Promise.all([readSome(sftp, handle, first, 0), sftpCalls.fstat(sftp, handle)]);
       reading.catch(() => undefined);
       const closing = sftpCalls.close(sftp, handle);

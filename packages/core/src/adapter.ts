@@ -115,9 +115,12 @@ export interface Adapter {
   /**
    * Read a whole small file in one call. Optional fast path: for small files, per-file
    * stream setup costs more than the bytes, so core uses this (when present) for files up
-   * to {@link SMALL_FILE_BYTES} and streams otherwise.
+   * to {@link SMALL_FILE_BYTES} and streams otherwise. `sizeHint` is the size the caller
+   * expects (from a scan or a listing), so a remote adapter can size its first read to the
+   * file instead of to its largest request; it is never a limit: a file of another size is
+   * still read whole.
    */
-  readFile?(path: string, options?: { signal?: AbortSignal }): Promise<Uint8Array>;
+  readFile?(path: string, options?: { signal?: AbortSignal; sizeHint?: number }): Promise<Uint8Array>;
   /** Create a new small file exclusively with these bytes (DESTINATION_EXISTS if anything is at `path`). */
   writeFile?(path: string, data: Uint8Array, options?: { mode?: number; signal?: AbortSignal }): Promise<void>;
   /** Create a directory and any missing parents; succeeds if it already exists. */

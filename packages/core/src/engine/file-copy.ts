@@ -35,7 +35,7 @@ export async function copyAndHash(
   throwIfAborted(signal);
   const hasher = await createHasher(algorithm);
   if (expectedSize <= SMALL_FILE_BYTES && from.adapter.readFile && to.adapter.writeFile) {
-    const data = await from.adapter.readFile(from.path, signal ? { signal } : {});
+    const data = await from.adapter.readFile(from.path, { sizeHint: expectedSize, ...(signal ? { signal } : {}) });
     hasher.update(data);
     await to.adapter.writeFile(to.path, data, { ...(to.mode === undefined ? {} : { mode: to.mode }), ...(signal ? { signal } : {}) });
     onBytes(data.byteLength);
@@ -77,7 +77,7 @@ export async function rereadHash(
   throwIfAborted(signal);
   const hasher = await createHasher(algorithm);
   if (expectedSize <= SMALL_FILE_BYTES && adapter.readFile) {
-    const data = await adapter.readFile(path, signal ? { signal } : {});
+    const data = await adapter.readFile(path, { sizeHint: expectedSize, ...(signal ? { signal } : {}) });
     hasher.update(data);
     return { hash: hasher.digest(), size: data.byteLength };
   }

@@ -110,17 +110,17 @@ function spawn(): LaneWorker {
   return lw;
 }
 
-/** The least busy worker, spawning up to the pool size first. */
-function pickWorker(): LaneWorker {
-  if (pool.length < laneWorkerCount()) return spawn();
+/** The least busy of the first `workers` workers, spawning up to that many first. */
+function pickWorker(workers: number): LaneWorker {
+  if (pool.length < workers) return spawn();
   let best = pool[0] as LaneWorker;
-  for (const lw of pool) if (lw.pending.size < best.pending.size) best = lw;
+  for (const lw of pool.slice(0, workers)) if (lw.pending.size < best.pending.size) best = lw;
   return best;
 }
 
 /** Send one message to the least busy worker; resolves with its reply. */
-function post(message: object): Promise<LaneReply> {
-  const lw = pickWorker();
+function post(message: object, workers = laneWorkerCount()): Promise<LaneReply> {
+  const lw = pickWorker(workers);
   const id = nextBatchId++;
   return new Promise((resolve, reject) => {
     lw.pending.set(id, { resolve, reject });
@@ -130,8 +130,8 @@ function post(message: object): Promise<LaneReply> {
 }
 
 /** Run one batch on a worker. `stop` is a shared flag the worker checks before each file. */
-async function runBatch(tasks: readonly LaneTask[], stop: SharedArrayBuffer): Promise<LaneResult[]> {
-  const { results } = await post({ tasks, stop });
+async function runBatch(tasks: readonly LaneTask[], stop: SharedArrayBuffer, workers?: number): Promise<LaneResult[]> {
+  const { results } = await post({ tasks, stop }, workers);
   if (results === undefined) throw new Error('local lane answered a batch without results');
   return results;
 }
@@ -344,15 +344,24 @@ export function canReadOnLane(run: JobRun): boolean {
   return run.sourceAdapter.localPath !== undefined && LANE_ALGORITHMS.has(run.settings.algorithm);
 }
 
+/**
+ * Workers that read for the ZIP_FIRST packer. Towards a remote destination the network,
+ * not the source disk, sets the pace, and each worker costs ~10 MiB of memory: two are
+ * enough. Towards a local one the same workers extract afterwards, so all of them read.
+ */
+function readWorkers(run: JobRun): number {
+  return run.destAdapter.localPath ? laneWorkerCount() : Math.min(2, laneWorkerCount());
+}
+
 /** {@link warmLocalLane} for a job that will only read on the lane (the ZIP_FIRST packer). */
 export function warmLaneForReads(run: JobRun, files: readonly ManifestEntry[]): void {
   if (!canReadOnLane(run) || !files.some((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES)) return;
-  while (pool.length < laneWorkerCount()) spawn();
+  while (pool.length < readWorkers(run)) spawn();
 }
 
 /** Batches sent to the lane at once: two per worker, so none waits between batches. */
-export function laneBatchesInFlight(): number {
-  return laneWorkerCount() * 2;
+export function laneBatchesInFlight(run?: JobRun): number {
+  return (run ? readWorkers(run) : laneWorkerCount()) * 2;
 }
 
 /**
@@ -367,7 +376,7 @@ export async function readOnLane(
   stop: SharedArrayBuffer,
 ): Promise<Array<{ data: Uint8Array; hash: string; crc32: number } | KetterError | 'retry'>> {
   const tasks = entries.map((entry) => readTaskFor(run, entry));
-  const results = await runBatch(tasks, stop);
+  const results = await runBatch(tasks, stop, readWorkers(run));
   return results.map((result, i) => {
     const entry = entries[i] as ManifestEntry;
     if (!result.ok) return laneFailure(run, entry, tasks[i] as LaneTask, result, '');

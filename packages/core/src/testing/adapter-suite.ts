@@ -333,6 +333,18 @@ export function describeAdapterConformance(api: TestApi, factory: () => Promise<
         }
       });
 
+      test('readFile with a size hint that is wrong still returns the whole file', async ({ skip: skipTest }) => {
+        const fast = needFastPath(skipTest);
+        for (const size of SIZES) {
+          const data = randomBytes(size);
+          await writeBytes(ad(), `h${size}.bin`, data);
+          for (const sizeHint of [0, Math.max(0, size - 1), size, size + 1, 300 * 1024]) {
+            const got = Buffer.from(await fast.readFile(`h${size}.bin`, { sizeHint }));
+            expect({ size, sizeHint, equal: got.equals(data) }).toEqual({ size, sizeHint, equal: true });
+          }
+        }
+      });
+
       test('writeFile is an exclusive create: DESTINATION_EXISTS, the file untouched', async ({ skip: skipTest }) => {
         const fast = needFastPath(skipTest);
         await writeBytes(ad(), 'taken.txt', 'original');

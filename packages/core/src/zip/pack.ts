@@ -211,7 +211,7 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
   const batches = onLane ? makeBatches(small) : small.map((e) => [e]);
   const where = new Map<string, { batch: number; at: number }>();
   batches.forEach((batch, b) => batch.forEach((e, at) => where.set(e.path, { batch: b, at })));
-  const maxInFlight = onLane ? laneBatchesInFlight() : READ_AHEAD_FILES;
+  const maxInFlight = onLane ? laneBatchesInFlight(run) : READ_AHEAD_FILES;
   const stop = new SharedArrayBuffer(4);
   const inFlight = new Map<number, { bytes: number; files: Array<Promise<Prefetched>> }>();
   let next = 0;
@@ -219,7 +219,7 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
 
   const readBatch = (batch: readonly ManifestEntry[]): Array<Promise<Prefetched>> => {
     const signal = run.signal ? { signal: run.signal } : {};
-    const viaAdapter = (e: ManifestEntry) => (readFile as NonNullable<typeof readFile>)(joinPath(run.source.path, e.path), signal).then((data) => ({ data }));
+    const viaAdapter = (e: ManifestEntry) => (readFile as NonNullable<typeof readFile>)(joinPath(run.source.path, e.path), { ...signal, sizeHint: e.size }).then((data) => ({ data }));
     if (!onLane) return batch.map(viaAdapter);
     const answers = readOnLane(run, batch, stop);
     return batch.map((e, i) =>
