@@ -96,6 +96,9 @@ export class SftpAdapter implements Adapter {
   #state: 'idle' | 'open' | 'closed' = 'idle';
   #conn: SshConnection | null = null;
   #reconnecting: Promise<SshConnection> | null = null;
+  #connecting: Promise<void> | null = null;
+  /** Why the last connect failed, for operations that were waiting on it or came after it. */
+  #connectFailure: { error: unknown } | null = null;
 
   /** Validates options (INVALID_REQUEST) and does nothing else: no I/O until {@link connect}. */
   constructor(options: SftpAdapterOptions) {
@@ -125,17 +128,37 @@ export class SftpAdapter implements Adapter {
     return this.#capabilities;
   }
 
-  async connect(): Promise<void> {
-    if (this.#state === 'open' && this.#conn?.alive) return;
+  /**
+   * Connect, verify the host key, authenticate, resolve the root and (with `allowExec`)
+   * probe the server's tools. Calls made while a connect is in flight share it, and every
+   * operation started meanwhile waits for it (and fails with its error): a caller may start
+   * connecting and go on with other work, such as scanning the source.
+   */
+  connect(): Promise<void> {
+    if (this.#state === 'open' && this.#conn?.alive && this.#connecting === null) return Promise.resolve();
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = null;
+    });
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<void> {
     this.#state = 'open';
     try {
       const conn = await this.#dial();
+      if (this.#state !== 'open') {
+        conn.close();
+        throw new KetterError(ErrorCode.INVALID_REQUEST, `[sftp] adapter for ${this.id} was closed while connecting`);
+      }
       this.#conn = conn;
-      this.#root = await this.#resolveRoot(conn);
-      const tools = this.#options.allowExec ? await this.#probe(conn) : new Set<string>();
+      // Neither depends on the other: one round trip instead of two.
+      const [root, tools] = await Promise.all([this.#resolveRoot(conn), this.#options.allowExec ? this.#probe(conn) : Promise.resolve(new Set<string>())]);
+      this.#root = root;
       this.#decideCapabilities(conn, tools);
+      this.#connectFailure = null;
     } catch (error) {
-      this.#state = 'idle';
+      this.#connectFailure = { error };
+      if (this.#state === 'open') this.#state = 'idle';
       this.#conn?.close();
       this.#conn = null;
       throw error;
@@ -512,6 +535,9 @@ export class SftpAdapter implements Adapter {
 
   /** A live connection, reconnecting (with backoff) if the last one dropped. */
   async #ensure(operation: string, path?: string): Promise<SshConnection> {
+    if (this.#connecting !== null) await this.#connecting;
+    // A connect started without waiting for it (work went on meanwhile) failed: that failure is this operation's.
+    if (this.#state === 'idle' && this.#connectFailure !== null) throw this.#connectFailure.error;
     if (this.#state !== 'open') {
       throw new KetterError(
         ErrorCode.INVALID_REQUEST,

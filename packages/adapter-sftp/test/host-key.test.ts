@@ -62,7 +62,8 @@ describe('host key by fingerprint', () => {
     expect(error).toMatchObject({ name: 'KetterError', code: 'HOST_KEY_REJECTED', transient: false });
     expect(error.message).toContain(wrong);
     expect(sshd.hostKeys.some((k) => error.message.includes(k.fingerprint))).toBe(true);
-    await expect(adapter.stat('')).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+    // Nothing is reachable through it afterwards: operations report why.
+    await expect(adapter.stat('')).rejects.toMatchObject({ code: 'HOST_KEY_REJECTED' });
   });
 
   test('a rejected key stops the connection before any authentication is attempted', async () => {
@@ -181,5 +182,33 @@ describe('parseKnownHosts', () => {
     const entries = parseKnownHosts(`host ssh-rsa ${b64}\n@weird host ${type} ${b64}\nhost ${type}\nhost ${type} ${b64} comment words\n`);
     expect(entries).toHaveLength(1);
     expect(entries[0]?.keyType).toBe(type);
+  });
+});
+
+describe('work started while connecting', () => {
+  test('operations started before connect() settles wait for it; concurrent connect() calls share it', async () => {
+    const adapter = new SftpAdapter(sshdOptions(sshd, roots.root, { hostKey: { fingerprint: sshd.hostKeys.map((k) => k.fingerprint) } }));
+    try {
+      const first = adapter.connect();
+      const second = adapter.connect();
+      // Issued before either connect settled: each waits instead of failing as "not connected".
+      const [root, missing] = await Promise.all([adapter.stat(''), adapter.stat('no such file'), first, second]);
+      expect(root?.kind).toBe('directory');
+      expect(missing).toBeNull();
+      expect(adapter.capabilities.fsync).toBe(true);
+    } finally {
+      await adapter.close();
+    }
+  });
+
+  test('a connect that fails fails the operations waiting on it with its own error', async () => {
+    const adapter = new SftpAdapter(sshdOptions(sshd, roots.root, { hostKey: { fingerprint: `SHA256:${'B'.repeat(43)}` } }));
+    const connecting = adapter.connect();
+    const waiting = adapter.stat('');
+    expect(await rejection(connecting)).toMatchObject({ code: 'HOST_KEY_REJECTED' });
+    expect(await rejection(waiting)).toMatchObject({ code: 'HOST_KEY_REJECTED' });
+    // And so do operations started after it failed, rather than a bare "not connected".
+    expect(await rejection(adapter.stat(''))).toMatchObject({ code: 'HOST_KEY_REJECTED' });
+    await adapter.close();
   });
 });

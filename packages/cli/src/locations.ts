@@ -88,15 +88,23 @@ export class PortalRegistry {
     private readonly env: Record<string, string | undefined>,
   ) {}
 
-  /** Parse and connect a location argument. */
-  async locate(text: string): Promise<Location> {
+  /**
+   * Parse and connect a location argument. With `background`, an SFTP portal is returned
+   * while it still connects: its operations wait for the connection (and fail with its
+   * error), so the command can open the store and scan the source meanwhile.
+   */
+  async locate(text: string, options: { background?: boolean } = {}): Promise<Location> {
+    const background = options.background === true;
     const parsed = parseLocation(text, this.cwd, this.loaded);
     switch (parsed.kind) {
       case 'local':
         return { portal: await this.#portal('local:', () => new FsAdapter({ root: '/' }), LOCAL_PORTAL), path: parsed.path.replace(/^\/+/, '') };
       case 'portal': {
         const settings = this.loaded.config.portals?.[parsed.portal] as PortalConfig;
-        return { portal: await this.#portal(`portal:${parsed.portal}`, () => this.#configured(parsed.portal, settings), parsed.portal), path: parsed.path };
+        return {
+          portal: await this.#portal(`portal:${parsed.portal}`, () => this.#configured(parsed.portal, settings), parsed.portal, background && settings.type === 'sftp'),
+          path: parsed.path,
+        };
       }
       case 'sftp': {
         const url = new URL(parsed.url);
@@ -107,7 +115,7 @@ export class PortalRegistry {
           const sftp = await importOptional<SftpModule>('@ketter/adapter-sftp', 'an sftp:// location', this.cwd);
           // The URL names the host and the path; host keys and identities come from ~/.ssh, as with ssh.
           return sftp.SftpAdapter.fromUrl(key, this.env.HOME ? { home: this.env.HOME } : {}).adapter;
-        }, name);
+        }, name, background);
         return { portal, path: parsed.path };
       }
     }
@@ -120,13 +128,16 @@ export class PortalRegistry {
     return new sftp.SftpAdapter(options);
   }
 
-  #portal(key: string, create: () => Adapter | Promise<Adapter>, name: string): Promise<Portal> {
+  #portal(key: string, create: () => Adapter | Promise<Adapter>, name: string, background = false): Promise<Portal> {
     let pending = this.#portals.get(key);
     if (pending === undefined) {
       pending = (async () => {
         const adapter = await create();
         this.#opened.push(adapter);
-        await adapter.connect();
+        const connecting = adapter.connect();
+        // Not awaited here: the first operation on the portal waits for it and reports its failure.
+        if (background) connecting.catch(() => undefined);
+        else await connecting;
         return new Portal(name, adapter);
       })();
       this.#portals.set(key, pending);

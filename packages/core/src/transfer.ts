@@ -16,11 +16,12 @@ import { executeZipFirst } from './zip/zip-first.js';
 export async function transfer(request: TransferRequest, options: RunContext & StrategyOptions): Promise<TransferResult> {
   const requested = options.strategy ?? 'auto';
   return runJob(request, options, requested, async (run) => {
-    await run.resolvePaths();
-    const manifest = await scan(run.source.portal, run.source.path, {
-      symlinks: run.settings.symlinks,
-      ...(run.signal ? { signal: run.signal } : {}),
-    });
+    const manifest = await run.resolvePathsAround(() =>
+      scan(run.source.portal, run.source.path, {
+        symlinks: run.settings.symlinks,
+        ...(run.signal ? { signal: run.signal } : {}),
+      }),
+    );
     const decision = plan(manifest, { strategy: requested, ...(options.thresholds ? { thresholds: options.thresholds } : {}) });
     return decision.strategy === 'DIRECT' ? executeDirect(run, decision) : executeZipFirst(run, decision);
   });

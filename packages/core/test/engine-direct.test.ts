@@ -1,4 +1,4 @@
-import { appendFileSync, utimesSync } from 'node:fs';
+import { appendFileSync, symlinkSync, utimesSync } from 'node:fs';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -109,6 +109,21 @@ describe('DIRECT lifecycle', () => {
     expect(error.code).toBe('SOURCE_NOT_FOUND');
     expect(await exists(join(env.dstDir, 'new'))).toBe(false);
     expect((await env.store.getJob(error.jobId as string))?.error?.code).toBe('SOURCE_NOT_FOUND');
+  });
+
+  test('a destination path through a link out of its portal is refused, after nothing was made, with no rollback noise', async () => {
+    await writeTree(env.srcDir, SESSION);
+    const before = await hashTree(join(env.srcDir, 'Mézcla final'));
+    symlinkSync(env.srcDir, join(env.dstDir, 'elsewhere'));
+    const error = await failure(
+      transfer({ mode: 'move', source: { portal: env.src, path: 'Mézcla final' }, destination: { portal: env.dst, path: 'elsewhere/in' } }, { store: env.store }),
+    );
+    expect(['PATH_NOT_ALLOWED', 'SYMLINK_NOT_ALLOWED']).toContain(error.code);
+    // The destination was never resolved: there was nothing to roll back, and no report of trying.
+    expect(error.message).not.toContain('rollback');
+    expect(await hashTree(join(env.srcDir, 'Mézcla final'))).toEqual(before);
+    const job = await env.store.getJob(error.jobId as string);
+    expect(job?.status).toBe('failed');
   });
 
   test('a corrupted write ends in CHECKSUM_MISMATCH, staging removed, source intact', async () => {

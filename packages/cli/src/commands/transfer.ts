@@ -69,7 +69,8 @@ export async function transferCommand(flags: TransferFlags, ctx: CommandContext)
   };
   try {
     const source = await registry.locate(flags.from);
-    const destination = await registry.locate(flags.to);
+    // A remote destination connects while the store opens and the source is scanned.
+    const destination = await registry.locate(flags.to, { background: true });
     if (controller.signal.aborted) throw cancelledError(controller.signal);
     request = { mode: flags.mode, source, destination, algorithm, onConflict: flags.onConflict, symlinks: flags.symlinks };
     const options = {

@@ -128,17 +128,28 @@ export class JobRun {
 
   /** Confine and resolve both paths (symlinks in parent directories included). */
   async resolvePaths(): Promise<void> {
+    await this.resolvePathsAround(async () => undefined);
+  }
+
+  /**
+   * Resolve both paths, running `whileDestinationResolves` once the source is resolved and
+   * while the destination still is: a remote destination may still be connecting (the
+   * scan of the source need not wait for it). Each resolution is a stat per path segment,
+   * a round trip each on a remote portal. A problem with the source is reported first.
+   */
+  async resolvePathsAround<T>(whileDestinationResolves: () => Promise<T>): Promise<T> {
     this.emitter.setPhase('scan');
-    // Each resolution is a stat per path segment (a round trip each on a remote portal): both
-    // run at once, and a problem with the source is still the one reported first.
-    const [source, destination] = await Promise.allSettled([
-      this.request.source.portal.resolve(this.request.source.path),
-      this.request.destination.portal.resolve(this.request.destination.path),
-    ]);
-    if (source.status === 'rejected') throw source.reason;
-    if (destination.status === 'rejected') throw destination.reason;
-    this.source = { portal: this.request.source.portal, path: source.value };
-    this.destinationDir = { portal: this.request.destination.portal, path: destination.value };
+    const destination = this.request.destination.portal.resolve(this.request.destination.path);
+    destination.catch(() => undefined); // awaited below, after the source's outcome
+    try {
+      this.source = { portal: this.request.source.portal, path: await this.request.source.portal.resolve(this.request.source.path) };
+      const result = await whileDestinationResolves();
+      this.destinationDir = { portal: this.request.destination.portal, path: await destination };
+      return result;
+    } finally {
+      // Settled before the job goes on to fail or roll back, whatever happened.
+      await destination.catch(() => undefined);
+    }
   }
 
   /** Record the strategy decision; the plan must describe this job's source. */
@@ -220,6 +231,8 @@ export class JobRun {
 
   /** Remove staging and directories this job created. Never touches the source. */
   async rollback(): Promise<void> {
+    // Nothing was made at a destination that was never resolved (it may not even be reachable).
+    if ((this.destinationDir as Place | undefined) === undefined) return;
     const adapter = this.destAdapter;
     if (this.stagingPath !== null) {
       await adapter.removeTree(this.stagingPath);
