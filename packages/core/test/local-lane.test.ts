@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, mkdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -459,6 +459,37 @@ describe('ZIP_FIRST extraction on the lane', () => {
       expect(v.sourceHash).toBe(v.destinationHash);
       expect(v.sourceHash).toBe(source[v.path]);
     }
+  });
+
+  test('an archive altered after its verification: the file read back differs, CHECKSUM_MISMATCH, rolled back', async () => {
+    session('take', 300);
+    const before = await hashTree(join(env.srcDir, 'take'));
+    // A file whose bytes are easy to find in the archive: 200,000 bytes of its own pattern.
+    const victim = Object.keys(before).find((rel) => statSync(join(env.srcDir, 'take', rel)).size === 200_000) as string;
+    const bytes = readFileSync(join(env.srcDir, 'take', victim));
+    const error = await failure(
+      transfer(
+        { mode: 'move', source: { portal: env.src, path: 'take' }, destination: { portal: env.dst, path: 'out' } },
+        {
+          store: env.store,
+          strategy: 'zip',
+          onEvent: (e) => {
+            if (e.type !== 'archive.packed') return;
+            const archive = join(env.dstDir, e.archive);
+            const data = readFileSync(archive);
+            const at = data.indexOf(bytes);
+            expect(at).toBeGreaterThan(0);
+            data[at + 100_000] = (data[at + 100_000] as number) ^ 0xff;
+            writeFileSync(archive, data);
+          },
+        },
+      ),
+    );
+    expect(error.code).toBe('CHECKSUM_MISMATCH');
+    expect(error.path).toContain(victim);
+    expect(await exists(join(env.dstDir, 'out', 'take'))).toBe(false);
+    expect(await leftovers(join(env.dstDir, 'out'))).toEqual([]);
+    expect(await hashTree(join(env.srcDir, 'take'))).toEqual(before);
   });
 
   test('cancelled once the archive is packed: CANCELLED, staging and archive removed, source intact', async () => {

@@ -445,12 +445,18 @@ export function canExtractOnLane(run: JobRun): boolean {
  * Extract files of the job's archive (local, already verified by hash) into staging on the
  * lane's workers: each file's bytes are read at its known offset, written with the mode and
  * mtime of its source, read back from disk and hashed, all with synchronous calls, so a
- * session of thousands of small files costs no per-file main-thread I/O. Resolves with one
- * answer per member, in order; the caller compares and records them. The first failure
+ * session of thousands of small files costs no per-file main-thread I/O. `check` gets each
+ * member's answer as it arrives (by index) and throws to fail the job; nothing per file is
+ * kept here, so a tree of hundreds of thousands of files costs no memory. The first failure
  * stops the batches not yet started and is thrown once those in flight have settled;
  * transient faults are retried with backoff like the adapter path's.
  */
-export async function extractOnLane(run: JobRun, archivePath: string, members: readonly ArchiveMember[]): Promise<LaneExtracted[]> {
+export async function extractOnLane(
+  run: JobRun,
+  archivePath: string,
+  members: readonly ArchiveMember[],
+  check: (index: number, extracted: LaneExtracted) => void,
+): Promise<void> {
   throwIfAborted(run.signal);
   const dest = run.destAdapter;
   const localPath = dest.localPath as (path: string) => string;
@@ -468,7 +474,6 @@ export async function extractOnLane(run: JobRun, archivePath: string, members: r
   });
   const where = new Map(members.map((m, i) => [m.entry, i] as const));
   const batches = makeBatches(members.map((m) => m.entry));
-  const out: LaneExtracted[] = new Array(members.length);
   const stop = new SharedArrayBuffer(4);
   const halt = () => Atomics.store(new Int32Array(stop), 0, 1);
   const onAbort = () => halt();
@@ -480,7 +485,7 @@ export async function extractOnLane(run: JobRun, archivePath: string, members: r
     for (let attempt = 1; ; attempt++) {
       if (result.ok) {
         if (!('destHash' in result)) throw new Error('local lane answered an extraction without its verification');
-        out[index] = { hash: result.hash, size: result.size, destHash: result.destHash, destSize: result.destSize };
+        check(index, { hash: result.hash, size: result.size, destHash: result.destHash, destSize: result.destSize });
         run.emitter.progress.filesDone += 1;
         return;
       }
@@ -514,7 +519,6 @@ export async function extractOnLane(run: JobRun, archivePath: string, members: r
   }
   throwIfAborted(run.signal);
   if (failure !== null) throw (failure as { error: unknown }).error;
-  return out;
 }
 
 /** A failure reading the archive names the archive (in the destination portal), not the file's source. */

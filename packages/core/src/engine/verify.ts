@@ -20,8 +20,8 @@ export function hasServerHash(run: JobRun): boolean {
   return run.destAdapter.capabilities.serverSideHash.includes(run.settings.algorithm) && typeof run.destAdapter.hash === 'function';
 }
 
-/** Compare a staged file's destination hash with its source hash and record the proof. */
-export function recordVerification(run: JobRun, file: StagedFile, destination: { hash: string; size: number }, method: VerifyMethod): void {
+/** Throw CHECKSUM_MISMATCH unless a staged file's destination size and hash are its source's. */
+export function assertVerified(run: JobRun, file: StagedFile, destination: { hash: string; size: number }): void {
   if (destination.size !== file.size || destination.hash !== file.hash) {
     throw new KetterError(
       ErrorCode.CHECKSUM_MISMATCH,
@@ -30,6 +30,11 @@ export function recordVerification(run: JobRun, file: StagedFile, destination: {
       { portal: run.destinationDir.portal.name, path: file.stagedPath },
     );
   }
+}
+
+/** Compare a staged file's destination hash with its source hash and record the proof. */
+export function recordVerification(run: JobRun, file: StagedFile, destination: { hash: string; size: number }, method: VerifyMethod): void {
+  assertVerified(run, file, destination);
   run.emitter.emit({
     type: 'file.verified',
     path: file.entry.path,

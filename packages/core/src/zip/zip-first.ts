@@ -8,7 +8,7 @@ import { forEachLimit } from '../engine/pool.js';
 import { preflight } from '../engine/preflight.js';
 import { deleteSources } from '../engine/source-delete.js';
 import type { TransferResult } from '../engine/types.js';
-import { recordVerification, verifyStaged } from '../engine/verify.js';
+import { assertVerified, recordVerification, verifyStaged } from '../engine/verify.js';
 import { joinPath, normalizeRelative } from '../paths.js';
 import type { ManifestEntry } from '../manifest.js';
 import type { TransferPlan } from '../plan.js';
@@ -123,7 +123,17 @@ async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArch
   const manifest = plan.manifest;
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
   await forEachLimit(dirs, run.runtime.concurrency, (d) => run.destAdapter.mkdir(run.stagedPathOf(d)));
-  const extracted = await extractOnLane(run, archive.path, members);
+  const fileOf = (entry: ManifestEntry): StagedFile => {
+    const source = archive.sourceHashes.get(entry.path);
+    if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
+    return { entry, stagedPath: run.stagedPathOf(entry), hash: source.hash, size: source.size };
+  };
+  // Each file's read-back is compared with its source hash as it arrives (a mismatch fails
+  // the job there); only the outcome is kept, and the proof is recorded below, in order.
+  await extractOnLane(run, archive.path, members, (i, got) => {
+    const file = fileOf((members[i] as ArchiveMember).entry);
+    assertVerified(run, file, { hash: got.destHash, size: got.destSize });
+  });
   run.emitter.emit({
     type: 'archive.extracted',
     files: plan.nFiles,
@@ -134,14 +144,12 @@ async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArch
   });
   run.emitter.setPhase('verify');
   const staged: StagedFile[] = [];
-  for (const [i, { entry }] of members.entries()) {
-    const source = archive.sourceHashes.get(entry.path);
-    const got = extracted[i];
-    if (!source || !got) throw new KetterError(ErrorCode.IO_ERROR, `no source hash or extraction recorded for ${entry.path}`);
-    const file: StagedFile = { entry, stagedPath: run.stagedPathOf(entry), hash: source.hash, size: source.size };
+  for (const { entry } of members) {
+    const file = fileOf(entry);
     await run.emitter.caughtUp();
-    run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
-    recordVerification(run, file, { hash: got.destHash, size: got.destSize }, 'reread');
+    run.emitter.emit({ type: 'file.copied', path: entry.path, size: file.size, algorithm: run.settings.algorithm, hash: file.hash, attempt: 1 });
+    // Read back and found equal during extraction: the destination's hash is the source's.
+    recordVerification(run, file, { hash: file.hash, size: file.size }, 'reread');
     staged.push(file);
   }
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
