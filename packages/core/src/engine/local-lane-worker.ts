@@ -132,6 +132,30 @@ function readArchiveEntry(fd, t) {
   return readAt(fd, sourceBuf, t.size, start);
 }
 
+// The umask (or a default ACL) may have changed the mode given at creation; on an inode
+// futimes dirties anyway, setting it outright costs less than checking it. The mtime is
+// exactly what the adapter path sets (a Date holds whole milliseconds), so DIRECT through
+// either path and ZIP_FIRST leave identical mtimes.
+function setAttributesAndClose(fd, t) {
+  fs.fchmodSync(fd, t.mode);
+  const seconds = Math.trunc(t.mtimeMs) / 1000;
+  fs.futimesSync(fd, seconds, seconds);
+  fs.closeSync(fd);
+}
+
+// After a failure: descriptors closed, a destination this task created removed (so a retry
+// through the adapter finds the name free), and the error as the main thread reads it.
+function failed(phase, error, fds, created, dst) {
+  for (const fd of fds) if (fd >= 0) closeQuietly(fd);
+  if (created) {
+    try {
+      fs.unlinkSync(dst);
+    } catch {}
+  }
+  const e = error || {};
+  return { ok: false, phase, errno: typeof e.code === 'string' ? e.code : undefined, syscall: e.syscall, message: String(e.message || e) };
+}
+
 // A larger entry, piece by piece: read from the archive and hashed, written, then read back
 // and hashed. Checks the stop flag between pieces, so a long file does not hold up a cancel.
 function extractLarge(t, stop) {
@@ -161,10 +185,7 @@ function extractLarge(t, stop) {
     }
     fs.closeSync(src);
     src = -1;
-    fs.fchmodSync(fd, t.mode);
-    const seconds = Math.trunc(t.mtimeMs) / 1000;
-    fs.futimesSync(fd, seconds, seconds);
-    fs.closeSync(fd);
+    setAttributesAndClose(fd, t);
     fd = -1;
 
     phase = 'verify';
@@ -183,16 +204,8 @@ function extractLarge(t, stop) {
     fd = -1;
     return { ok: true, hash: hash.digest('hex'), size: t.size, destHash: back.digest('hex'), destSize: m };
   } catch (error) {
-    if (src >= 0) closeQuietly(src);
-    if (fd >= 0) closeQuietly(fd);
-    if (created) {
-      try {
-        fs.unlinkSync(t.dst);
-      } catch {}
-    }
-    if (error && error.stopped) return { ok: false, phase: 'stopped' };
-    const e = error || {};
-    return { ok: false, phase, errno: typeof e.code === 'string' ? e.code : undefined, syscall: e.syscall, message: String(e.message || e) };
+    const answer = failed(phase, error, [src, fd], created, t.dst);
+    return error && error.stopped ? { ok: false, phase: 'stopped' } : answer;
   }
 }
 
@@ -233,14 +246,7 @@ function copyOne(t) {
     fd = fs.openSync(t.dst, 'wx', t.mode);
     created = true;
     writeAll(fd, data);
-    // The umask (or a default ACL) may have changed the mode given at creation; on an
-    // inode futimes dirties anyway, setting it outright costs less than checking it.
-    fs.fchmodSync(fd, t.mode);
-    // Exactly what the adapter path sets (a Date holds whole milliseconds), so DIRECT through
-    // either path and ZIP_FIRST leave identical mtimes.
-    const seconds = Math.trunc(t.mtimeMs) / 1000;
-    fs.futimesSync(fd, seconds, seconds);
-    fs.closeSync(fd);
+    setAttributesAndClose(fd, t);
     fd = -1;
 
     phase = 'verify';
@@ -257,14 +263,7 @@ function copyOne(t) {
       closeQuietly(fd);
       return { ok: false, phase: 'changed', size: -1 };
     }
-    if (fd >= 0) closeQuietly(fd);
-    if (created) {
-      try {
-        fs.unlinkSync(t.dst);
-      } catch {}
-    }
-    const e = error || {};
-    return { ok: false, phase, errno: typeof e.code === 'string' ? e.code : undefined, syscall: e.syscall, message: String(e.message || e) };
+    return failed(phase, error, [fd], created, t.dst);
   }
 }
 
