@@ -81,6 +81,25 @@ function session(root: string, n: number, extra: Record<string, number> = {}): s
   return paths;
 }
 
+/**
+ * `root` landed under `into` byte for byte, with each file's mode and mtime, and nothing of
+ * Ketter's left beside it. Resolves with the source's hashes by path.
+ */
+async function expectLandedAsSource(root: string, into: string, paths: readonly string[]): Promise<Record<string, string>> {
+  const source = await hashTree(join(env.srcDir, root));
+  expect(await hashTree(join(env.dstDir, into, root))).toEqual(source);
+  for (const rel of paths) {
+    const a = statSync(join(env.srcDir, root, rel));
+    const b = statSync(join(env.dstDir, into, root, rel));
+    expect({ rel, mode: b.mode & 0o777 }).toEqual({ rel, mode: a.mode & 0o777 });
+    // Millisecond mtimes, as the adapter path sets them: a Date holds whole ms, and utimes
+    // truncates to the µs, so a source at x.999999 ms can land a hair under x - 1 ms.
+    expect(Math.abs(b.mtimeMs - a.mtimeMs), rel).toBeLessThanOrEqual(1.001);
+  }
+  expect(await leftovers(join(env.dstDir, into))).toEqual([]);
+  return source;
+}
+
 describe('local fast lane', () => {
   test('2,000 small files: byte-identical, modes and mtimes kept, every file verified by sha256, no adapter data call', async () => {
     const paths = session('Session', 2000, { 'edge/exactly 1 MiB.wav': SMALL_FILE_BYTES, 'edge/just over 1 MiB.mov': SMALL_FILE_BYTES + 1 });
@@ -96,18 +115,8 @@ describe('local fast lane', () => {
     expect(dstAdapter.writes).toBe(1);
     expect(dstAdapter.reads).toBe(1);
 
-    const source = await hashTree(join(env.srcDir, 'Session'));
+    const source = await expectLandedAsSource('Session', 'incoming', paths);
     expect(Object.keys(source)).toHaveLength(2002);
-    expect(await hashTree(join(env.dstDir, 'incoming/Session'))).toEqual(source);
-    for (const rel of paths) {
-      const a = statSync(join(env.srcDir, 'Session', rel));
-      const b = statSync(join(env.dstDir, 'incoming/Session', rel));
-      expect({ rel, mode: b.mode & 0o777 }).toEqual({ rel, mode: a.mode & 0o777 });
-      // Millisecond mtimes, as the adapter path sets them: a Date holds whole ms, and utimes
-      // truncates to the µs, so a source at x.999999 ms can land a hair under x - 1 ms.
-      expect(Math.abs(b.mtimeMs - a.mtimeMs), rel).toBeLessThanOrEqual(1.001);
-    }
-    expect(await leftovers(join(env.dstDir, 'incoming'))).toEqual([]);
 
     expectValidEvents(env.events);
     const verified = env.events.filter((e): e is Extract<KetterEvent, { type: 'file.verified' }> => e.type === 'file.verified');
@@ -438,15 +447,7 @@ describe('ZIP_FIRST extraction on the lane', () => {
     expect(dstAdapter.writes).toBe(1);
     expect(dstAdapter.reads).toBe(1);
 
-    const source = await hashTree(join(env.srcDir, 'Session'));
-    expect(await hashTree(join(env.dstDir, 'incoming/Session'))).toEqual(source);
-    for (const rel of paths) {
-      const a = statSync(join(env.srcDir, 'Session', rel));
-      const b = statSync(join(env.dstDir, 'incoming/Session', rel));
-      expect({ rel, mode: b.mode & 0o777 }).toEqual({ rel, mode: a.mode & 0o777 });
-      expect(Math.abs(b.mtimeMs - a.mtimeMs), rel).toBeLessThanOrEqual(1.001);
-    }
-    expect(await leftovers(join(env.dstDir, 'incoming'))).toEqual([]);
+    const source = await expectLandedAsSource('Session', 'incoming', paths);
 
     expectValidEvents(env.events);
     const types = env.events.map((e) => e.type);

@@ -52,14 +52,7 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
   const members = laneMembers(run, archive, manifest);
   if (members !== null) return finishOnLane(run, plan, archive, members);
   const { method, listing } = await extractIntoStaging(run, archive, plan);
-  run.emitter.emit({
-    type: 'archive.extracted',
-    files: plan.nFiles,
-    bytes: plan.totalBytes,
-    algorithm: run.settings.algorithm,
-    archiveHash: archive.hash,
-    method,
-  });
+  recordExtracted(run, plan, archive, method);
 
   const staged: StagedFile[] = [];
   for (const entry of manifest.entries) {
@@ -80,6 +73,17 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
   return commitAndFinish(run, plan, staged, dirs);
+}
+
+function recordExtracted(run: JobRun, plan: TransferPlan, archive: PackedArchive, method: 'adapter' | 'server'): void {
+  run.emitter.emit({
+    type: 'archive.extracted',
+    files: plan.nFiles,
+    bytes: plan.totalBytes,
+    algorithm: run.settings.algorithm,
+    archiveHash: archive.hash,
+    method,
+  });
 }
 
 /** Common end of both extraction paths: MOVE's last source check, commit, source deletion. */
@@ -134,14 +138,7 @@ async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArch
     const file = fileOf((members[i] as ArchiveMember).entry);
     assertVerified(run, file, { hash: got.destHash, size: got.destSize });
   });
-  run.emitter.emit({
-    type: 'archive.extracted',
-    files: plan.nFiles,
-    bytes: plan.totalBytes,
-    algorithm: run.settings.algorithm,
-    archiveHash: archive.hash,
-    method: 'adapter',
-  });
+  recordExtracted(run, plan, archive, 'adapter');
   run.emitter.setPhase('verify');
   const staged: StagedFile[] = [];
   for (const { entry } of members) {
