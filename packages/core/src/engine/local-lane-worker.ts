@@ -60,16 +60,6 @@ function fit(buf, n) {
   return buf.length >= n ? buf : Buffer.allocUnsafeSlow(Math.max(n, buf.length * 2));
 }
 
-function readUpTo(fd, buf, limit) {
-  let n = 0;
-  while (n < limit) {
-    const got = fs.readSync(fd, buf, n, limit - n, n);
-    if (got === 0) break;
-    n += got;
-  }
-  return n;
-}
-
 function writeAll(fd, data) {
   let n = 0;
   while (n < data.length) n += fs.writeSync(fd, data, n, data.length - n, n);
@@ -114,7 +104,7 @@ function entryStart(fd, t) {
   return t.at + 30 + headBuf.readUInt16LE(26) + headBuf.readUInt16LE(28);
 }
 
-// Exactly n bytes of fd at position into buf (fewer only at end of file).
+// n bytes of fd from position into buf (fewer only at end of file).
 function readAt(fd, buf, n, position) {
   let got = 0;
   while (got < n) {
@@ -224,7 +214,7 @@ function copyOne(t) {
     } else {
       fd = fs.openSync(t.src, READ_SOURCE);
       sourceBuf = fit(sourceBuf, t.size + 1);
-      n = readUpTo(fd, sourceBuf, t.size + 1);
+      n = readAt(fd, sourceBuf, t.size + 1, 0);
       const st = fs.fstatSync(fd);
       fs.closeSync(fd);
       fd = -1;
@@ -252,7 +242,7 @@ function copyOne(t) {
     phase = 'verify';
     fd = fs.openSync(t.dst, READ_BACK);
     verifyBuf = fit(verifyBuf, t.size + 1);
-    const m = readUpTo(fd, verifyBuf, t.size + 1);
+    const m = readAt(fd, verifyBuf, t.size + 1, 0);
     fs.closeSync(fd);
     fd = -1;
     const destHash = createHash(t.algorithm).update(verifyBuf.subarray(0, m)).digest('hex');
