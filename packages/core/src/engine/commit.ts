@@ -18,7 +18,7 @@ export async function commitStaging(run: JobRun, files: readonly StagedFile[], s
   // run side by side; both settle before the rename, and the first failure is reported.
   const sync = async (): Promise<void> => {
     if (adapter.capabilities.fsync && adapter.sync) {
-      await adapter.sync([...files.map((f) => f.stagedPath), ...stagedDirs, ...(rootKind === 'directory' ? [staging] : [])]);
+      await adapter.sync([...files.map((f) => run.pathOf(f)), ...stagedDirs, ...(rootKind === 'directory' ? [staging] : [])]);
     }
   };
   await allOrFirstFailure([run.emitter.flush(), sync()]);

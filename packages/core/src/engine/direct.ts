@@ -94,7 +94,7 @@ async function keepFromResume(run: JobRun, resume: Resumable, entry: ManifestEnt
   });
   run.emitter.progress.filesDone += 1;
   run.emitter.progress.bytesDone += kept.size;
-  return { entry, stagedPath, hash: kept.hash, size: kept.size };
+  return { entry, hash: kept.hash, size: kept.size };
 }
 
 /** Bytes that files being copied may hold in memory at once (buffers, queued chunks). */
@@ -170,7 +170,7 @@ async function stageFile(run: JobRun, entry: ManifestEntry, overlapped: boolean)
     sourceMtimeMs: entry.mtimeMs,
   });
   run.emitter.progress.filesDone += 1;
-  const file = { entry, stagedPath, hash: copied.hash, size: copied.size };
+  const file = { entry, hash: copied.hash, size: copied.size };
   return copied.destination ? { file, destination: copied.destination } : { file };
 }
 

@@ -17,13 +17,17 @@ export interface Place {
   path: string;
 }
 
-/** A staged file with the hash computed while its source was read. */
+/**
+ * A staged file with the hash computed while its source was read. Its path is derived from
+ * the entry ({@link JobRun.pathOf}) rather than kept: on a 200,000-file job a stored path
+ * per file was ~20 MiB of the heap.
+ */
 export interface StagedFile {
   entry: ManifestEntry;
-  /** Path relative to the destination portal root. */
-  stagedPath: string;
   hash: string;
   size: number;
+  /** Where the file is, when not at its staging path (a file found already in place). */
+  at?: string;
 }
 
 /**
@@ -190,6 +194,11 @@ export class JobRun {
   stagedPathOf(entry: ManifestEntry): string {
     if (this.stagingPath === null) throw new Error('staging not prepared');
     return entry.path === '' ? this.stagingPath : joinPath(this.stagingPath, entry.path);
+  }
+
+  /** Where a staged file is, relative to the destination portal root. */
+  pathOf(file: StagedFile): string {
+    return file.at ?? this.stagedPathOf(file.entry);
   }
 
   /** Create the destination directory (recording what this job created, for rollback). */

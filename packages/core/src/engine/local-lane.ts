@@ -409,7 +409,7 @@ function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneR
   });
   run.emitter.progress.filesDone += 1;
   run.emitter.progress.bytesDone += result.size;
-  const file: StagedFile = { entry, stagedPath, hash: result.hash, size: result.size };
+  const file: StagedFile = { entry, hash: result.hash, size: result.size };
   recordVerification(run, file, { hash: result.destHash, size: result.destSize }, 'reread');
   staged.push(file);
   return 'done';

@@ -118,15 +118,15 @@ async function isIdentical(run: JobRun, manifest: Manifest): Promise<boolean> {
   const pairs: StagedFile[] = [];
   await forEachLimit(files, run.runtime.concurrency, async (entry: ManifestEntry) => {
     const source = await rereadHash(run.sourceAdapter, joinPath(run.source.path, entry.path), entry.size, run.settings.algorithm, run.signal);
-    pairs.push({ entry, stagedPath: entry.path === '' ? run.finalPath : joinPath(run.finalPath, entry.path), hash: source.hash, size: source.size });
+    pairs.push({ entry, at: entry.path === '' ? run.finalPath : joinPath(run.finalPath, entry.path), hash: source.hash, size: source.size });
   });
   try {
     if (hasServerHash(run) && adapter.hash) {
-      const hashes = await adapter.hash(pairs.map((p) => p.stagedPath), run.settings.algorithm);
+      const hashes = await adapter.hash(pairs.map((p) => run.pathOf(p)), run.settings.algorithm);
       pairs.forEach((p, i) => recordVerification(run, p, { hash: hashes[i] ?? '', size: destSizes.get(p.entry.path) ?? -1 }, 'existing'));
     } else {
       await forEachLimit(pairs, run.runtime.concurrency, async (p) => {
-        const got = await rereadHash(adapter, p.stagedPath, p.size, run.settings.algorithm, run.signal);
+        const got = await rereadHash(adapter, run.pathOf(p), p.size, run.settings.algorithm, run.signal);
         recordVerification(run, p, got, 'existing');
       });
     }

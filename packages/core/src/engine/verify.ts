@@ -23,11 +23,12 @@ export function hasServerHash(run: JobRun): boolean {
 /** Throw CHECKSUM_MISMATCH unless a staged file's destination size and hash are its source's. */
 export function assertVerified(run: JobRun, file: StagedFile, destination: { hash: string; size: number }): void {
   if (destination.size !== file.size || destination.hash !== file.hash) {
+    const path = run.pathOf(file);
     throw new KetterError(
       ErrorCode.CHECKSUM_MISMATCH,
-      `verification failed for ${run.destinationDir.portal.describe(file.stagedPath)}: ` +
+      `verification failed for ${run.destinationDir.portal.describe(path)}: ` +
         `source ${run.settings.algorithm} ${file.hash} (${file.size} B), destination ${destination.hash} (${destination.size} B)`,
-      { portal: run.destinationDir.portal.name, path: file.stagedPath },
+      { portal: run.destinationDir.portal.name, path },
     );
   }
 }
@@ -48,7 +49,7 @@ export function recordVerification(run: JobRun, file: StagedFile, destination: {
 
 /** Verify one staged file by reading it back. */
 export async function verifyByReread(run: JobRun, file: StagedFile): Promise<void> {
-  const got = await rereadHash(run.destAdapter, file.stagedPath, file.size, run.settings.algorithm, run.signal);
+  const got = await rereadHash(run.destAdapter, run.pathOf(file), file.size, run.settings.algorithm, run.signal);
   recordVerification(run, file, got, 'reread');
 }
 
@@ -75,12 +76,13 @@ export async function verifyStaged(run: JobRun, files: readonly StagedFile[], kn
   for (let i = 0; i < files.length; i += per) batches.push(files.slice(i, i + per));
   await forEachLimit(batches, SERVER_HASH_PARALLEL, async (batch) => {
     await run.emitter.caughtUp();
+    const paths = batch.map((f) => run.pathOf(f));
     const hashes = await hash(
-      batch.map((f) => f.stagedPath),
+      paths,
       run.settings.algorithm,
       run.signal ? { signal: run.signal } : {},
     );
-    batch.forEach((file, j) => recordVerification(run, file, { hash: hashes[j] ?? '', size: sizes.get(file.stagedPath) ?? -1 }, 'server'));
+    batch.forEach((file, j) => recordVerification(run, file, { hash: hashes[j] ?? '', size: sizes.get(paths[j] as string) ?? -1 }, 'server'));
   });
 }
 
@@ -96,8 +98,9 @@ async function stagedSizes(run: JobRun, files: readonly StagedFile[]): Promise<M
     return sizes;
   }
   await forEachLimit(files, run.runtime.concurrency, async (f) => {
-    const st = await adapter.stat(f.stagedPath);
-    if (st) sizes.set(f.stagedPath, st.size);
+    const path = run.pathOf(f);
+    const st = await adapter.stat(path);
+    if (st) sizes.set(path, st.size);
   });
   return sizes;
 }

@@ -59,14 +59,14 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
     if (entry.kind !== 'file') continue;
     const source = archive.sourceHashes.get(entry.path);
     if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
-    staged.push({ entry, stagedPath: run.stagedPathOf(entry), hash: source.hash, size: source.size });
+    staged.push({ entry, hash: source.hash, size: source.size });
     await run.emitter.caughtUp();
     run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
   }
   const sizes = new Map<string, number>();
   for (const f of staged) {
     const seen = listing.get(f.entry.path);
-    if (seen?.kind === 'file') sizes.set(f.stagedPath, seen.size);
+    if (seen?.kind === 'file') sizes.set(run.pathOf(f), seen.size);
   }
   await verifyStaged(run, staged, sizes);
   await restoreFileAttributes(run, staged, listing);
@@ -130,7 +130,7 @@ async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArch
   const fileOf = (entry: ManifestEntry): StagedFile => {
     const source = archive.sourceHashes.get(entry.path);
     if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
-    return { entry, stagedPath: run.stagedPathOf(entry), hash: source.hash, size: source.size };
+    return { entry, hash: source.hash, size: source.size };
   };
   // Each file's read-back is compared with its source hash as it arrives (a mismatch fails
   // the job there); only the outcome is kept, and the proof is recorded below, in order.
@@ -167,10 +167,10 @@ async function restoreFileAttributes(run: JobRun, staged: readonly StagedFile[],
     const listed = current.get(f.entry.path);
     const now = listed?.kind === 'file' ? listed : undefined;
     if (caps.setMode && dest.setMode && (now === undefined || (now.mode & 0o7777) !== (f.entry.mode & 0o7777))) {
-      await dest.setMode(f.stagedPath, f.entry.mode);
+      await dest.setMode(run.pathOf(f), f.entry.mode);
     }
     if (caps.setTimes && dest.setTimes && (now === undefined || Math.abs(now.mtimeMs - f.entry.mtimeMs) >= caps.mtimePrecisionMs)) {
-      await dest.setTimes(f.stagedPath, f.entry.mtimeMs);
+      await dest.setTimes(run.pathOf(f), f.entry.mtimeMs);
     }
   });
 }
