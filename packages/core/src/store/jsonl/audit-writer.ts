@@ -1,6 +1,6 @@
 import { open, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkRecord, encodeRecord } from './chain.js';
+import { checkRecord, encodeRecords } from './chain.js';
 import { dailyFileName, listDailyFiles, readRange, splitLines } from './daily-files.js';
 import { EMPTY_HEAD, readHead, writeHead, type ChainHead } from './head.js';
 
@@ -33,14 +33,7 @@ export async function appendRecords(auditDir: string, eventJsons: readonly strin
   let file = dailyFileName(now);
   if (head.file !== null && file < head.file) file = head.file;
 
-  let prev = head.hash;
-  const lines: Buffer[] = [];
-  for (const json of eventJsons) {
-    const record = encodeRecord(prev, json);
-    lines.push(record.line);
-    prev = record.hash;
-  }
-  const batch = Buffer.concat(lines);
+  const { bytes: batch, hash: prev, lastLength } = encodeRecords(head.hash, eventJsons);
 
   const path = join(auditDir, file);
   const created = file !== head.file;
@@ -59,7 +52,7 @@ export async function appendRecords(auditDir: string, eventJsons: readonly strin
   }
   if (durable && created) await syncDir(auditDir);
   await writeHead(auditDir, { file, size, records: head.records + eventJsons.length, hash: prev }, durable);
-  return { file, created, start: size - batch.length, end: size, lastLength: lines.at(-1)?.length ?? 0, hash: prev };
+  return { file, created, start: size - batch.length, end: size, lastLength, hash: prev };
 }
 
 /**

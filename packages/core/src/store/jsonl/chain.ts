@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash as digestOf } from 'node:crypto';
 
 /** The `prev` of the very first record: nothing came before it. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -7,9 +7,12 @@ export const GENESIS_HASH = '0'.repeat(64);
 //   {"prev":"<64 hex>","hash":"<64 hex>","event":<event JSON>}\n
 // The two hashes have a fixed width, so the event's bytes start at a fixed offset and
 // verification hashes exactly the bytes on disk, never a re-serialisation of them.
-const PREFIX = Buffer.from('{"prev":"', 'latin1');
-const AFTER_PREV = Buffer.from('","hash":"', 'latin1');
-const AFTER_HASH = Buffer.from('","event":', 'latin1');
+const PREFIX_TEXT = '{"prev":"';
+const AFTER_PREV_TEXT = '","hash":"';
+const AFTER_HASH_TEXT = '","event":';
+const PREFIX = Buffer.from(PREFIX_TEXT, 'latin1');
+const AFTER_PREV = Buffer.from(AFTER_PREV_TEXT, 'latin1');
+const AFTER_HASH = Buffer.from(AFTER_HASH_TEXT, 'latin1');
 const SUFFIX = 0x7d; // '}'
 const HASH_HEX = 64;
 const PREV_AT = PREFIX.length;
@@ -24,18 +27,26 @@ export function recordHash(prev: string, eventBytes: Uint8Array): string {
 
 /** Encode one event (already serialised, no newline) as a chained record line ending in `\n`. */
 export function encodeRecord(prev: string, eventJson: string): { line: Buffer; hash: string } {
-  const eventBytes = Buffer.from(eventJson, 'utf8');
-  const hash = recordHash(prev, eventBytes);
-  const line = Buffer.concat([
-    PREFIX,
-    Buffer.from(prev, 'latin1'),
-    AFTER_PREV,
-    Buffer.from(hash, 'latin1'),
-    AFTER_HASH,
-    eventBytes,
-    Buffer.from('}\n', 'latin1'),
-  ]);
-  return { line, hash };
+  const { bytes, hash } = encodeRecords(prev, [eventJson]);
+  return { line: bytes, hash };
+}
+
+/**
+ * Encode a batch of serialised events as consecutive chained records: their bytes, the hash
+ * of the last one and its byte length. Built as one string and encoded once — per record,
+ * a buffer for each part cost more than hashing it.
+ */
+export function encodeRecords(prev: string, eventJsons: readonly string[]): { bytes: Buffer; hash: string; lastLength: number } {
+  let text = '';
+  let line = '';
+  for (const json of eventJsons) {
+    // recordHash(prev, Buffer.from(json, 'utf8')) in one call: `prev` is hex, the same bytes in UTF-8.
+    const hash = digestOf('sha256', prev + json, 'hex');
+    line = `${PREFIX_TEXT}${prev}${AFTER_PREV_TEXT}${hash}${AFTER_HASH_TEXT}${json}}\n`;
+    text += line;
+    prev = hash;
+  }
+  return { bytes: Buffer.from(text, 'utf8'), hash: prev, lastLength: Buffer.byteLength(line, 'utf8') };
 }
 
 /** The parts of a record line, before any check of its hashes. */
