@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { isTransient } from '@ketter/core';
+import { FsAdapter } from '@ketter/adapter-fs';
+import { isTransient, JsonlStore, Portal, transfer, type KetterEvent } from '@ketter/core';
 import { SftpAdapter } from '../src/index.js';
 import { Sshd } from './sshd.js';
 import { makeRoots, sshdOptions } from './support.js';
@@ -117,5 +118,52 @@ describe('sshd killed (SIGKILL) mid-operation', () => {
   test('after close(), operations are refused instead of reconnecting', async () => {
     await adapter.close();
     await expect(adapter.stat('')).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+  });
+});
+
+describe('through the engine', () => {
+  test('sshd killed mid-upload of a large local file: the file is sent again from the start and lands verified', async () => {
+    const localRoot = join(roots.base, 'local');
+    await mkdir(localRoot, { recursive: true });
+    const data = randomBytes(40 * 1024 * 1024 + 7);
+    await writeFile(join(localRoot, 'reel 2.mov'), data);
+    const source = new FsAdapter({ root: localRoot });
+    await source.connect();
+    const store = new JsonlStore({ dir: join(roots.base, 'store-upload') });
+    await store.open();
+    await mkdir(join(roots.root, 'upload'));
+    // Kill the server once part of the staged file has arrived; bring it back at once.
+    let killed = false;
+    const watcher = setInterval(() => {
+      void (async () => {
+        if (killed) return;
+        for (const name of await readdir(join(roots.root, 'upload')).catch(() => [])) {
+          if (!name.endsWith('.partial')) continue;
+          const size = (await stat(join(roots.root, 'upload', name)).catch(() => null))?.size ?? 0;
+          if (size >= 8 * 1024 * 1024 && !killed) {
+            killed = true;
+            await sshd.kill();
+            await sshd.restart();
+          }
+        }
+      })();
+    }, 5);
+    const events: KetterEvent[] = [];
+    try {
+      const result = await transfer(
+        { mode: 'copy', source: { portal: new Portal('local', source), path: 'reel 2.mov' }, destination: { portal: new Portal('remote', adapter), path: 'upload' } },
+        { store, retry: { attempts: 5, baseDelayMs: 100, maxDelayMs: 500 }, onEvent: (e) => void events.push(e) },
+      );
+      expect(result.status).toBe('succeeded');
+    } finally {
+      clearInterval(watcher);
+      await store.close();
+      await source.close();
+    }
+    expect(killed).toBe(true);
+    expect(events.some((e) => e.type === 'retry.scheduled' && e.error.code === 'CONNECTION_ERROR')).toBe(true);
+    const landed = await readFile(join(roots.root, 'upload', 'reel 2.mov'));
+    expect(createHash('sha256').update(landed).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect((await readdir(join(roots.root, 'upload'))).filter((n) => n !== 'reel 2.mov')).toEqual([]);
   });
 });

@@ -4,7 +4,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { JsonlStore, Portal, transfer } from '@ketter/core';
+import { JsonlStore, Portal, transfer, type KetterEvent, type ReadOptions } from '@ketter/core';
 import { FsAdapter } from '@ketter/adapter-fs';
 import { SftpAdapter } from '../src/index.js';
 import { Sshd } from './sshd.js';
@@ -100,5 +100,38 @@ describe('transfers through the engine', () => {
       transfer({ mode: 'copy', source: { portal: local, path: 'session' }, destination: { portal: remote, path: '' } }, { store }),
     ).rejects.toMatchObject({ code: 'DESTINATION_EXISTS' });
     expect(Object.keys(await sums(join(roots.root, 'a/session')))).toEqual(['mine.txt']);
+  });
+
+  test('a large local file goes up through fixed buffers, checked by server hash or by read-back', async () => {
+    // Counts the source's read streams: the fixed-buffer path reads the file itself.
+    class CountingFsAdapter extends FsAdapter {
+      streams = 0;
+      override openRead(path: string, options?: ReadOptions) {
+        this.streams += 1;
+        return super.openRead(path, options);
+      }
+    }
+    const source = new CountingFsAdapter({ root: localRoot });
+    await source.connect();
+    const from = new Portal('local', source);
+    // 20 MiB: copied, then hashed on the server; 70 MiB over SFTP only: read back while it is written.
+    await writeFile(join(localRoot, 'take 20.mov'), randomBytes(20 * 1024 * 1024 + 11));
+    await writeFile(join(localRoot, 'take 70.mov'), randomBytes(70 * 1024 * 1024 + 5));
+    const cases = [
+      { file: 'take 20.mov', to: remote, dir: 'a', method: 'server' },
+      { file: 'take 70.mov', to: remote2, dir: 'b', method: 'reread' },
+    ];
+    for (const c of cases) {
+      const events: KetterEvent[] = [];
+      const result = await transfer(
+        { mode: 'copy', source: { portal: from, path: c.file }, destination: { portal: c.to, path: '' } },
+        { store, onEvent: (e) => void events.push(e) },
+      );
+      expect(result.status).toBe('succeeded');
+      const local = (await sums(localRoot))[c.file];
+      expect((await sums(join(roots.root, c.dir)))[c.file]).toBe(local);
+      expect(events.find((e) => e.type === 'file.verified')).toMatchObject({ method: c.method, sourceHash: local, destinationHash: local });
+    }
+    expect(source.streams).toBe(0);
   });
 });

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { FsAdapter } from '@ketter/adapter-fs';
 import { ErrorCode, JsonlStore, Portal, transfer, type KetterEvent, type ReadOptions } from '@ketter/core';
-import { copyVerifyLocal, type LocalCopyEnds } from '../src/engine/local-copy.js';
+import { copyFromLocal, copyVerifyLocal, type LocalCopyEnds, type LocalFile } from '../src/engine/local-copy.js';
+import { FaultyAdapter } from '../src/testing/faulty-adapter.js';
 import { failure } from './support/env.js';
 
 const MiB = 1024 * 1024;
@@ -141,6 +142,85 @@ describe('copyVerifyLocal', () => {
     } finally {
       execFileSync('umount', [mount]);
     }
+  });
+});
+
+describe('copyFromLocal (a large local file to any destination stream)', () => {
+  const source = (name: string): LocalFile => ({ abs: join(root, 'src', name), path: `in/${name}`, portal: 'src' });
+  async function destination(): Promise<FsAdapter> {
+    const adapter = new FsAdapter({ root: join(root, 'dst') });
+    await adapter.connect();
+    return adapter;
+  }
+
+  test.each([0, 1, 4 * MiB - 1, 4 * MiB, 16 * MiB + 5, 19 * MiB + 1])('sends %i bytes with their real hash, acknowledging only bytes already written', async (size) => {
+    const data = randomBytes(size);
+    writeFileSync(join(root, 'src', 'f.bin'), data);
+    let reported = 0;
+    let acknowledged = 0;
+    const early: number[] = [];
+    const result = await copyFromLocal(
+      source('f.bin'),
+      { adapter: await destination(), path: 'f.bin', portal: 'dst', mode: 0o640 },
+      'sha256',
+      (n) => (reported += n),
+      undefined,
+      (n) => {
+        acknowledged += n;
+        // The verifier reads up to here: it must already be in the destination file.
+        if (statSync(join(root, 'dst', 'f.bin')).size < acknowledged) early.push(acknowledged);
+      },
+    );
+    expect(result).toEqual({ hash: sha256(data), size });
+    expect(readFileSync(join(root, 'dst', 'f.bin')).equals(data)).toBe(true);
+    expect(reported).toBe(size);
+    expect(acknowledged).toBe(size);
+    expect(early).toEqual([]);
+    expect(statSync(join(root, 'dst', 'f.bin')).mode & 0o777).toBe(0o640);
+  });
+
+  test('a destination failing mid-file fails the copy with its error, every file closed', async () => {
+    writeFileSync(join(root, 'src', 'f.bin'), randomBytes(24 * MiB));
+    const faulty = new FaultyAdapter(await destination(), [{ op: 'openWrite', kind: 'fail', afterBytes: 9 * MiB }]);
+    const before = openFds();
+    const error = await failure(copyFromLocal(source('f.bin'), { adapter: faulty, path: 'f.bin', portal: 'dst' }, 'sha256', () => undefined));
+    expect(error.code).toBe(ErrorCode.IO_ERROR);
+    expect(faulty.fired).toHaveLength(1);
+    expect(openFds()).toBe(before);
+    expect(statSync(join(root, 'dst', 'f.bin')).size).toBeLessThan(24 * MiB);
+  });
+
+  test('a missing source or one replaced by a link opens nothing at the destination', async () => {
+    const missing = await failure(copyFromLocal(source('nope.bin'), { adapter: await destination(), path: 'nope.bin', portal: 'dst' }, 'sha256', () => undefined));
+    expect(missing).toMatchObject({ code: ErrorCode.SOURCE_NOT_FOUND, portal: 'src', path: 'in/nope.bin' });
+    expect(missing.message).not.toContain(root);
+    writeFileSync(join(root, 'outside.bin'), 'not yours');
+    symlinkSync(join(root, 'outside.bin'), join(root, 'src', 'link.bin'));
+    const link = await failure(copyFromLocal(source('link.bin'), { adapter: await destination(), path: 'link.bin', portal: 'dst' }, 'sha256', () => undefined));
+    expect(link.code).toBe(ErrorCode.SYMLINK_NOT_ALLOWED);
+    expect(readdirSync(join(root, 'dst'))).toEqual([]);
+  });
+
+  test('an abort mid-copy stops it as CANCELLED and closes every file', async () => {
+    writeFileSync(join(root, 'src', 'f.bin'), randomBytes(40 * MiB));
+    const before = openFds();
+    const controller = new AbortController();
+    let seen = 0;
+    const error = await failure(
+      copyFromLocal(
+        source('f.bin'),
+        { adapter: await destination(), path: 'f.bin', portal: 'dst' },
+        'sha256',
+        (n) => {
+          seen += n;
+          if (seen >= 8 * MiB) controller.abort(new Error('operator stop'));
+        },
+        controller.signal,
+      ),
+    );
+    expect(error.code).toBe(ErrorCode.CANCELLED);
+    expect(seen).toBeLessThan(40 * MiB);
+    expect(openFds()).toBe(before);
   });
 });
 

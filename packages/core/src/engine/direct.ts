@@ -8,7 +8,7 @@ import { OFF_THREAD_ALGORITHMS } from '../hash/offthread.js';
 import type { JobRun, StagedFile } from './job-run.js';
 import { forEachLimit, forEachWithin } from './pool.js';
 import { splitForLocalLane, stageWithLocalLane, warmLocalLane } from './local-lane.js';
-import { canCopyVerifyLocal, copyVerifyLocal, type LocalCopyEnds } from './local-copy.js';
+import { canCopyVerifyLocal, COPY_FROM_LOCAL_BYTES, copyFromLocal, copyVerifyLocal, type LocalCopyEnds, type LocalFile } from './local-copy.js';
 import { preflight } from './preflight.js';
 import { withRetry } from './retry.js';
 import { deleteSources } from './source-delete.js';
@@ -130,15 +130,18 @@ async function stageFile(run: JobRun, entry: ManifestEntry, overlapped: boolean)
         run.emitter.progress.bytesDone += n;
       };
       const fromFile = { adapter: run.sourceAdapter, path: sourcePath };
-      const toFile = { adapter: dest, path: stagedPath, mode: entry.mode };
+      const toFile = { adapter: dest, path: stagedPath, portal: run.destinationDir.portal.name, mode: entry.mode };
+      const fromLocal = localSourceFor(run, sourcePath, entry.size);
       if (overlapped) {
         const local = localEnds(run, sourcePath, stagedPath, entry.mode);
         const both = local
           ? await copyVerifyLocal(local, run.settings.algorithm, onBytes, run.signal)
-          : await copyVerifyOverlapped(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
+          : await copyVerifyOverlapped(fromLocal ? { ...fromFile, local: fromLocal } : fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
         return { ...both.source, destination: both.destination, attempt };
       }
-      const result = await copyAndHash(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
+      const result = fromLocal
+        ? await copyFromLocal(fromLocal, toFile, run.settings.algorithm, onBytes, run.signal)
+        : await copyAndHash(fromFile, toFile, entry.size, run.settings.algorithm, onBytes, run.signal);
       return { ...result, destination: undefined, attempt };
     },
     run.runtime.retry,
@@ -172,6 +175,13 @@ async function stageFile(run: JobRun, entry: ManifestEntry, overlapped: boolean)
   run.emitter.progress.filesDone += 1;
   const file = { entry, hash: copied.hash, size: copied.size };
   return copied.destination ? { file, destination: copied.destination } : { file };
+}
+
+/** A large local source going to a destination that is not local: its paths, for {@link copyFromLocal}. */
+function localSourceFor(run: JobRun, sourcePath: string, size: number): LocalFile | null {
+  const { sourceAdapter: from, destAdapter: to } = run;
+  if (!from.localPath || to.localPath || size < COPY_FROM_LOCAL_BYTES || !canCopyVerifyLocal(run.settings.algorithm)) return null;
+  return { abs: from.localPath(sourcePath), path: sourcePath, portal: run.source.portal.name };
 }
 
 /** Both ends on local filesystems, with an algorithm the fixed-buffer path computes: its paths. */

@@ -4,6 +4,7 @@ import { fromSystemError, KetterError, throwIfAborted } from '../errors.js';
 import type { HashAlgorithm } from '../hash/algorithms.js';
 import { createHasher } from '../hash/hasher.js';
 import { OffThreadHasher } from '../hash/offthread.js';
+import { copyFromLocal, type LocalFile } from './local-copy.js';
 
 const MiB = 1024 * 1024;
 /** Large buffers roughly halve big-file copy time against Node's 64 KiB default. */
@@ -98,14 +99,16 @@ export async function rereadHash(
 export const OVERLAP_VERIFY_BYTES = 64 * 1024 * 1024;
 
 /**
- * Copy a large file and verify it at the same time: the source is hashed on the main
- * thread as it is copied, while the destination is read back a range behind the writer —
- * only bytes the destination has acknowledged — and hashed on a worker thread. The result
- * is the same proof as copying then re-reading, in about the time of the copy alone.
+ * Copy a large file and verify it at the same time: the source is hashed as it is copied,
+ * while the destination is read back a range behind the writer — only bytes the
+ * destination has acknowledged — and hashed on a worker thread. The result is the same
+ * proof as copying then re-reading, in about the time of the copy alone. A source with a
+ * `local` path is read through fixed buffers and hashed off the main thread too
+ * ({@link copyFromLocal}).
  */
 export async function copyVerifyOverlapped(
-  from: { adapter: Adapter; path: string },
-  to: { adapter: Adapter; path: string; mode?: number },
+  from: { adapter: Adapter; path: string; local?: LocalFile },
+  to: { adapter: Adapter; path: string; portal: string; mode?: number },
   expectedSize: number,
   algorithm: HashAlgorithm,
   onBytes: (n: number) => void,
@@ -115,7 +118,6 @@ export async function copyVerifyOverlapped(
   const inner = new AbortController();
   const onAbort = () => inner.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
-  const sourceHasher = await createHasher(algorithm);
   const destHasher = new OffThreadHasher(algorithm);
   let written = 0;
   let writerDone = false;
@@ -125,7 +127,8 @@ export async function copyVerifyOverlapped(
     wake = null;
   };
 
-  const writer = async (): Promise<number> => {
+  const streamed = async (): Promise<CopiedFile> => {
+    const sourceHasher = await createHasher(algorithm);
     const source = from.adapter.openRead(from.path, { highWaterMark: MAX_CHUNK, signal: inner.signal });
     const sink = to.adapter.openWrite(to.path, { highWaterMark: MAX_CHUNK, signal: inner.signal, ...(to.mode === undefined ? {} : { mode: to.mode }) });
     const sinkError = new Promise<never>((_, reject) => sink.once('error', reject));
@@ -146,11 +149,21 @@ export async function copyVerifyOverlapped(
         notify();
       }
       await Promise.race([new Promise<void>((resolve) => sink.end(resolve)), sinkError]);
-      return size;
+      return { hash: sourceHasher.digest(), size };
     } catch (error) {
       sink.destroy();
       source.destroy();
       throw error;
+    }
+  };
+
+  const writer = async (): Promise<CopiedFile> => {
+    try {
+      if (!from.local) return await streamed();
+      return await copyFromLocal(from.local, to, algorithm, onBytes, inner.signal, (n) => {
+        written += n;
+        notify();
+      });
     } finally {
       writerDone = true;
       notify();
@@ -175,7 +188,7 @@ export async function copyVerifyOverlapped(
   };
 
   try {
-    const [size, verifiedBytes] = await Promise.all([
+    const [source, verifiedBytes] = await Promise.all([
       writer().catch((error: unknown) => {
         inner.abort(error);
         throw error;
@@ -185,10 +198,7 @@ export async function copyVerifyOverlapped(
         throw error;
       }),
     ]);
-    return {
-      source: { hash: sourceHasher.digest(), size },
-      destination: { hash: await destHasher.digest(), size: verifiedBytes },
-    };
+    return { source, destination: { hash: await destHasher.digest(), size: verifiedBytes } };
   } catch (error) {
     destHasher.dispose();
     throwIfAborted(signal);

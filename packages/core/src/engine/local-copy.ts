@@ -1,4 +1,6 @@
 import * as fs from 'node:fs';
+import { finished } from 'node:stream/promises';
+import type { Adapter } from '../adapter.js';
 import { cancelledError, fromSystemError, KetterError } from '../errors.js';
 import type { HashAlgorithm } from '../hash/algorithms.js';
 import { createHasher } from '../hash/hasher.js';
@@ -13,6 +15,12 @@ import type { CopiedFile } from './file-copy.js';
  * file: read from the source into a copy slot, hashed there on the main thread, written
  * from there; read back from the destination into a verify slot and hashed there by the
  * off-thread hasher. The I/O runs on libuv's threads, the two hashes on two cores.
+ *
+ * A large local file going to any other destination (an SFTP host) takes the same kind of
+ * path on its source side ({@link copyFromLocal}): read into fixed slots, hashed there by
+ * the off-thread hasher, handed from there to the destination's write stream. Over SFTP
+ * the main thread's time goes to encryption and the socket; hashing there too made it the
+ * bottleneck.
  */
 
 const MiB = 1024 * 1024;
@@ -23,15 +31,27 @@ const COPY_SLOTS = 2;
 /** Verify slots: one being read back while the other is hashed. */
 const VERIFY_SLOTS = 2;
 
+/** Slots a local source is read into while earlier ones are hashed and written. */
+const UPLOAD_SLOTS = 4;
+/** From this size on a local file goes to another kind of destination through {@link copyFromLocal}. */
+export const COPY_FROM_LOCAL_BYTES = UPLOAD_SLOTS * SLOT_BYTES;
+
 /** Whether {@link copyVerifyLocal} can compute `algorithm`. */
 export function canCopyVerifyLocal(algorithm: HashAlgorithm): boolean {
   return OFF_THREAD_ALGORITHMS.has(algorithm);
 }
 
+/** A local file: its absolute path for the system, its portal path for errors. */
+export interface LocalFile {
+  abs: string;
+  path: string;
+  portal: string;
+}
+
 /** Where a local copy reads and writes: absolute paths for the system, portal paths for errors. */
 export interface LocalCopyEnds {
-  source: { abs: string; path: string; portal: string };
-  destination: { abs: string; path: string; portal: string; mode?: number };
+  source: LocalFile;
+  destination: LocalFile & { mode?: number };
 }
 
 /**
@@ -146,13 +166,94 @@ export async function copyVerifyLocal(
   }
 }
 
+/**
+ * Copy a large local file to a new file at `to` through `to.adapter`'s write stream,
+ * hashing it as it is read: through {@link UPLOAD_SLOTS} shared buffers allocated once,
+ * each read from the source, then hashed on the hash worker and written from there at the
+ * same time, and reused once both are done. The destination is checked afterwards, as on
+ * the stream path (a server-side hash, or a read-back), or a range behind the writer when
+ * `onWritten` feeds a verifier. The destination's stream is handed views of the shared
+ * buffers: like Node's own streams, it must neither alter them nor keep them past its
+ * write callback.
+ */
+export async function copyFromLocal(
+  source: LocalFile,
+  to: { adapter: Adapter; path: string; portal: string; mode?: number },
+  algorithm: HashAlgorithm,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+  /** Told, in order, of each range the destination has acknowledged (its write callback). */
+  onWritten?: (n: number) => void,
+): Promise<CopiedFile> {
+  if (signal?.aborted) throw cancelledError(signal);
+  const ends = { source, destination: { path: to.path, portal: to.portal } };
+  const failedTo = (operation: Operation) => (error: unknown): never => {
+    throw mapLocalError(error, ends, operation);
+  };
+  const memory = new SharedArrayBuffer(SLOT_BYTES * UPLOAD_SLOTS);
+  const hasher = new OffThreadHasher(algorithm);
+  // A link swapped in since the scan is refused, never followed (it could lead out of the portal).
+  const fd = await open(source.abs, READ_NO_FOLLOW).catch((error: unknown) => {
+    hasher.dispose();
+    return failedTo('read')(error);
+  });
+  const sink = to.adapter.openWrite(to.path, { highWaterMark: SLOT_BYTES, ...(signal ? { signal } : {}), ...(to.mode === undefined ? {} : { mode: to.mode }) });
+  // The first failure of the destination, whenever it comes: every wait below races it. The
+  // listener stays for the stream's life: writes already queued fail again after it.
+  let rejectSink: (error: unknown) => void = () => undefined;
+  const sinkFailed = new Promise<never>((_, reject) => (rejectSink = reject));
+  sinkFailed.catch(() => undefined);
+  sink.on('error', (error) => rejectSink(error));
+  const busy: Array<Promise<unknown> | null> = new Array<Promise<unknown> | null>(UPLOAD_SLOTS).fill(null);
+  try {
+    let position = 0;
+    for (let index = 0; ; index = (index + 1) % UPLOAD_SLOTS) {
+      // A slot is reused only once its hash and its write are both done.
+      await Promise.race([busy[index], sinkFailed]);
+      if (signal?.aborted) throw cancelledError(signal);
+      const offset = index * SLOT_BYTES;
+      const n = await read(fd, Buffer.from(memory, offset, SLOT_BYTES), SLOT_BYTES, position).catch(failedTo('read'));
+      if (n === 0) break;
+      // A stream that failed since the last wait reports it on the next tick: not written to again.
+      if (sink.destroyed) throw sink.errored ?? new Error('the destination closed before the file was written');
+      const written = new Promise<void>((resolve, reject) =>
+        sink.write(Buffer.from(memory, offset, n), (error) => {
+          if (error) return reject(error);
+          onWritten?.(n);
+          resolve();
+        }),
+      );
+      const done = Promise.all([hasher.updateShared(memory, offset, n), written]);
+      // Awaited when the slot comes round again, or not at all once something failed.
+      done.catch(() => undefined);
+      busy[index] = done;
+      position += n;
+      onBytes(n);
+    }
+    await Promise.race([Promise.all(busy), sinkFailed]);
+    sink.end();
+    await Promise.race([finished(sink), sinkFailed]);
+    return { hash: await hasher.digest(), size: position };
+  } catch (error) {
+    hasher.dispose();
+    sink.destroy();
+    // Closed before the caller removes or retries the partial file.
+    await finished(sink).catch(() => undefined);
+    if (signal?.aborted) throw cancelledError(signal);
+    throw mapLocalError(error, ends, 'copy');
+  } finally {
+    await close(fd);
+  }
+}
+
 type Operation = 'read' | 'copy' | 'verify';
 
 /** A system error as the adapter path reports it: portal-relative paths, never absolute ones. */
-function mapLocalError(error: unknown, ends: LocalCopyEnds, operation: Operation): KetterError {
+function mapLocalError(error: unknown, ends: { source: LocalFile; destination: { abs?: string; path: string; portal: string } }, operation: Operation): KetterError {
   if (error instanceof KetterError) return error;
   const end = operation === 'read' ? ends.source : ends.destination;
-  const message = (error instanceof Error ? error.message : String(error)).split(ends.source.abs).join(ends.source.path).split(ends.destination.abs).join(ends.destination.path);
+  let message = (error instanceof Error ? error.message : String(error)).split(ends.source.abs).join(ends.source.path);
+  if (ends.destination.abs !== undefined) message = message.split(ends.destination.abs).join(ends.destination.path);
   const errno = (error as NodeJS.ErrnoException | null)?.code;
   const cause = Object.assign(new Error(message), { code: errno, syscall: (error as NodeJS.ErrnoException | null)?.syscall });
   return fromSystemError(cause, { portal: end.portal, path: end.path, operation });
