@@ -92,7 +92,9 @@ for (const ds of args.only.split(',')) {
     const list = tools(ds, mode);
     const samples = Object.fromEntries(list.map((t) => [t.name, []]));
     for (let r = 0; r < rounds; r++) {
-      for (const tool of list) {
+      // Each round starts with the next tool: no tool always runs first after a cache drop
+      // (or right after the memory a previous run gave back to the host).
+      for (const tool of [...list.slice(r % list.length), ...list.slice(0, r % list.length)]) {
         let src = join(data, spec.source);
         if (mode === 'move') {
           // MOVE consumes its source: give each run its own copy, made outside the timing.
@@ -108,7 +110,8 @@ for (const ds of args.only.split(',')) {
     }
     const row = { dataset: spec.label, mode, tools: {} };
     for (const [name, xs] of Object.entries(samples)) {
-      row.tools[name] = { seconds: median(xs.map((x) => x.seconds)), rssMiB: Math.max(...xs.map((x) => x.rssMiB)) };
+      const seconds = xs.map((x) => x.seconds);
+      row.tools[name] = { seconds: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds), rssMiB: Math.max(...xs.map((x) => x.rssMiB)) };
     }
     results.push(row);
     print(row);
@@ -119,12 +122,12 @@ function print(row) {
   const names = Object.keys(row.tools);
   const peers = names.filter((n) => !n.startsWith('ketter'));
   console.log(`\n## ${row.dataset} — ${row.mode.toUpperCase()} (median of ${rounds})`);
-  console.log(`| tool | seconds | peak RSS MiB | ${peers.map((p) => `÷ ${p}`).join(' | ')} |`);
-  console.log(`|---|---|---|${peers.map(() => '---').join('|')}|`);
+  console.log(`| tool | seconds | range | peak RSS MiB | ${peers.map((p) => `÷ ${p}`).join(' | ')} |`);
+  console.log(`|---|---|---|---|${peers.map(() => '---').join('|')}|`);
   for (const n of names) {
     const t = row.tools[n];
     const ratios = peers.map((p) => (t.seconds / row.tools[p].seconds).toFixed(2));
-    console.log(`| ${n} | ${t.seconds.toFixed(2)} | ${t.rssMiB.toFixed(0)} | ${ratios.join(' | ')} |`);
+    console.log(`| ${n} | ${t.seconds.toFixed(2)} | ${t.min.toFixed(2)}–${t.max.toFixed(2)} | ${t.rssMiB.toFixed(0)} | ${ratios.join(' | ')} |`);
   }
 }
 
