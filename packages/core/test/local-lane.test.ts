@@ -450,9 +450,10 @@ describe('ZIP_FIRST extraction on the lane', () => {
     const source = await expectLandedAsSource('Session', 'incoming', paths);
 
     expectValidEvents(env.events);
+    // Each file is recorded as the workers extract it; archive.extracted follows the last.
     const types = env.events.map((e) => e.type);
-    expect(types.indexOf('archive.extracted')).toBeGreaterThan(types.indexOf('archive.packed'));
-    expect(types.indexOf('file.copied')).toBeGreaterThan(types.indexOf('archive.extracted'));
+    expect(types.indexOf('file.copied')).toBeGreaterThan(types.indexOf('archive.packed'));
+    expect(types.indexOf('archive.extracted')).toBeGreaterThan(types.lastIndexOf('file.verified'));
     const verified = env.events.filter((e): e is Extract<KetterEvent, { type: 'file.verified' }> => e.type === 'file.verified');
     expect(verified).toHaveLength(1502);
     for (const v of verified) {

@@ -500,6 +500,9 @@ export async function extractOnLane(
   };
   const feeder = async (): Promise<void> => {
     while (failure === null && next < batches.length) {
+      // `check` may record events: a store that falls behind holds the next batch back.
+      await run.emitter.caughtUp();
+      if (failure !== null || next >= batches.length) return;
       const batch = batches[next++] as ManifestEntry[];
       const indexes = batch.map((e) => where.get(e) as number);
       const tasks = indexes.map((i) => taskOf(members[i] as ArchiveMember));

@@ -8,7 +8,7 @@ import { forEachLimit } from '../engine/pool.js';
 import { preflight } from '../engine/preflight.js';
 import { deleteSources } from '../engine/source-delete.js';
 import type { TransferResult } from '../engine/types.js';
-import { assertVerified, recordVerification, verifyStaged } from '../engine/verify.js';
+import { recordVerification, verifyStaged } from '../engine/verify.js';
 import { joinPath, normalizeRelative } from '../paths.js';
 import type { ManifestEntry } from '../manifest.js';
 import type { TransferPlan } from '../plan.js';
@@ -119,36 +119,26 @@ function laneMembers(run: JobRun, archive: PackedArchive, manifest: TransferPlan
 
 /**
  * Extract on the local lane: every file is written, read back and hashed by the workers in
- * one pass, so the events that follow `archive.extracted` (`file.copied`, then
- * `file.verified` by re-read) come from work already done. Modes and mtimes are set as
- * each file is written.
+ * one pass. Each is recorded as its result arrives — `file.copied`, then `file.verified` by
+ * that read-back, compared with its source hash (a mismatch fails the job there) — while the
+ * workers extract the next ones; `archive.extracted` follows the last. Modes and mtimes are
+ * set as each file is written.
  */
 async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArchive, members: readonly ArchiveMember[]): Promise<TransferResult> {
   const manifest = plan.manifest;
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
   await forEachLimit(dirs, run.runtime.concurrency, (d) => run.destAdapter.mkdir(run.stagedPathOf(d)));
-  const fileOf = (entry: ManifestEntry): StagedFile => {
+  const staged: StagedFile[] = [];
+  await extractOnLane(run, archive.path, members, (i, got) => {
+    const { entry } = members[i] as ArchiveMember;
     const source = archive.sourceHashes.get(entry.path);
     if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
-    return { entry, hash: source.hash, size: source.size };
-  };
-  // Each file's read-back is compared with its source hash as it arrives (a mismatch fails
-  // the job there); only the outcome is kept, and the proof is recorded below, in order.
-  await extractOnLane(run, archive.path, members, (i, got) => {
-    const file = fileOf((members[i] as ArchiveMember).entry);
-    assertVerified(run, file, { hash: got.destHash, size: got.destSize });
+    const file: StagedFile = { entry, hash: source.hash, size: source.size };
+    run.emitter.emit({ type: 'file.copied', path: entry.path, size: file.size, algorithm: run.settings.algorithm, hash: file.hash, attempt: 1 });
+    recordVerification(run, file, { hash: got.destHash, size: got.destSize }, 'reread');
+    staged.push(file);
   });
   recordExtracted(run, plan, archive, 'adapter');
-  run.emitter.setPhase('verify');
-  const staged: StagedFile[] = [];
-  for (const { entry } of members) {
-    const file = fileOf(entry);
-    await run.emitter.caughtUp();
-    run.emitter.emit({ type: 'file.copied', path: entry.path, size: file.size, algorithm: run.settings.algorithm, hash: file.hash, attempt: 1 });
-    // Read back and found equal during extraction: the destination's hash is the source's.
-    recordVerification(run, file, { hash: file.hash, size: file.size }, 'reread');
-    staged.push(file);
-  }
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
   return commitAndFinish(run, plan, staged, dirs);
 }
