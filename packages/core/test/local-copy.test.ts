@@ -36,6 +36,22 @@ function ends(name: string, mode?: number): LocalCopyEnds {
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 
+/** Copy a 40 MiB `src/f.bin`, aborting once 8 MiB have passed: CANCELLED, stopped early, every file closed. */
+async function expectCancelledMidCopy(copy: (onBytes: (n: number) => void, signal: AbortSignal) => Promise<unknown>): Promise<void> {
+  writeFileSync(join(root, 'src', 'f.bin'), randomBytes(40 * MiB));
+  const before = openFds();
+  const controller = new AbortController();
+  let seen = 0;
+  const onBytes = (n: number) => {
+    seen += n;
+    if (seen >= 8 * MiB) controller.abort(new Error('operator stop'));
+  };
+  const error = await failure(copy(onBytes, controller.signal));
+  expect(error.code).toBe(ErrorCode.CANCELLED);
+  expect(seen).toBeLessThan(40 * MiB);
+  expect(openFds()).toBe(before);
+}
+
 describe('copyVerifyLocal', () => {
   test.each(SIZES)('copies %i bytes and proves both sides with their real hashes', async (size) => {
     const data = randomBytes(size);
@@ -99,24 +115,7 @@ describe('copyVerifyLocal', () => {
   });
 
   test('an abort mid-copy stops it as CANCELLED and closes every file', async () => {
-    writeFileSync(join(root, 'src', 'f.bin'), randomBytes(40 * MiB));
-    const before = openFds();
-    const controller = new AbortController();
-    let seen = 0;
-    const error = await failure(
-      copyVerifyLocal(
-        ends('f.bin'),
-        'sha256',
-        (n) => {
-          seen += n;
-          if (seen >= 8 * MiB) controller.abort(new Error('operator stop'));
-        },
-        controller.signal,
-      ),
-    );
-    expect(error.code).toBe(ErrorCode.CANCELLED);
-    expect(seen).toBeLessThan(40 * MiB);
-    expect(openFds()).toBe(before);
+    await expectCancelledMidCopy((onBytes, signal) => copyVerifyLocal(ends('f.bin'), 'sha256', onBytes, signal));
   });
 
   const asRoot = process.getuid?.() === 0;
@@ -202,25 +201,8 @@ describe('copyFromLocal (a large local file to any destination stream)', () => {
   });
 
   test('an abort mid-copy stops it as CANCELLED and closes every file', async () => {
-    writeFileSync(join(root, 'src', 'f.bin'), randomBytes(40 * MiB));
-    const before = openFds();
-    const controller = new AbortController();
-    let seen = 0;
-    const error = await failure(
-      copyFromLocal(
-        source('f.bin'),
-        { adapter: await destination(), path: 'f.bin', portal: 'dst' },
-        'sha256',
-        (n) => {
-          seen += n;
-          if (seen >= 8 * MiB) controller.abort(new Error('operator stop'));
-        },
-        controller.signal,
-      ),
-    );
-    expect(error.code).toBe(ErrorCode.CANCELLED);
-    expect(seen).toBeLessThan(40 * MiB);
-    expect(openFds()).toBe(before);
+    const adapter = await destination();
+    await expectCancelledMidCopy((onBytes, signal) => copyFromLocal(source('f.bin'), { adapter, path: 'f.bin', portal: 'dst' }, 'sha256', onBytes, signal));
   });
 });
 
