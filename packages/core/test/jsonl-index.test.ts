@@ -332,4 +332,34 @@ describe('JSONL job summary index', () => {
     expect(await listFresh(dir, { limit: 5000 })).toEqual(await derive(dir));
     expect((await store.listJobs({ status: 'created', limit: 5000 })).length).toBe(1099);
   });
+  test('one store listing again and again: each listing sees what the log gained, newer entries winning', async () => {
+    const all = (filter = {}) => store.listJobs({ limit: 5000, ...filter }).then((jobs) => jobs.map(summaryOf));
+    const created: KetterEvent[] = [];
+    for (let i = 0; i < 1100; i++) created.push(...job({ outcome: 'created' }));
+    await store.append(created);
+    expect(await all()).toEqual(await derive(dir));
+
+    // A job the log holds as created starts and finishes: its newer entries win over the parsed one.
+    const firstId = created[0]!.jobId;
+    const rest = jobEvents({ jobId: firstId, files: 1, start: created[0]!.ts })
+      .slice(1)
+      .map((e, i) => ({ ...e, seq: 1 + i }));
+    await store.append(rest.slice(0, 2));
+    expect((await all()).find((j) => j.id === firstId)).toMatchObject({ status: 'running' });
+    await store.append(rest.slice(2));
+    await store.append([...job({ outcome: 'failed' }), ...job({ mode: 'move' })]);
+    expect(await all()).toEqual(await derive(dir));
+
+    // Listings made at the same time agree with each other and with the trail.
+    const [running, created2, everything] = await Promise.all([all({ status: 'running' }), all({ status: 'created' }), all()]);
+    const derived = await derive(dir);
+    expect(everything).toEqual(derived);
+    expect(running).toEqual(derived.filter((j) => j.status === 'running'));
+    expect(created2).toEqual(derived.filter((j) => j.status === 'created'));
+
+    // The index removed under the store: rebuilt into a new log, listed the same.
+    await rm(join(dir, 'jobs'), { recursive: true, force: true });
+    await store.append(job());
+    expect(await all()).toEqual(await derive(dir));
+  });
 });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSummary } from '../../store.js';
@@ -68,7 +68,7 @@ const SEAL_HEX = 16;
 const SEALED_AT = SEAL_PREFIX.length + SEAL_HEX + SEAL_MIDDLE.length;
 
 function digest(json: string): string {
-  return createHash('sha1').update(json).digest('hex').slice(0, SEAL_HEX);
+  return hash('sha1', json, 'hex').slice(0, SEAL_HEX);
 }
 
 /** Wrap a JSON text with its digest (no newline). */

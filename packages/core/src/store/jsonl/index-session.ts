@@ -168,13 +168,13 @@ export class IndexSession {
     return best;
   }
 
-  /** Stream the valid part of the log; a log shorter than recorded is unreadable. */
-  async *readLog(): AsyncGenerator<{ buf: Buffer; base: number }> {
+  /** Stream the valid part of the log (from byte `from`, a line start); a log shorter than recorded is unreadable. */
+  async *readLog(from = 0): AsyncGenerator<{ buf: Buffer; base: number }> {
     const log = this.log;
-    if (!log || log.size === 0) return;
-    let seen = 0;
+    if (!log || log.size <= from) return;
+    let seen = from;
     try {
-      for await (const chunk of readLineChunks(join(this.#jobsDir, log.name), 0, log.size)) {
+      for await (const chunk of readLineChunks(join(this.#jobsDir, log.name), from, log.size)) {
         seen = chunk.base + chunk.buf.length;
         yield chunk;
       }

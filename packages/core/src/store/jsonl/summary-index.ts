@@ -48,6 +48,13 @@ export class SummaryIndex {
    * summary-changing event in between; lets it move the position without reading the trail.
    */
   #clean: { from: TrailPosition; to: TrailPosition } | null = null;
+  /**
+   * The log's rows as parsed by this process, newest per job, for its first `size` bytes.
+   * Bytes below a recorded size never change under the same log name (appends go past it;
+   * a rebuild writes a new log), so a later listing parses only what the log gained, and
+   * listings made at the same time share one parse.
+   */
+  #logRows: { name: string; size: number; rows: Promise<Map<string, Row>> } | null = null;
 
   constructor(storeDir: string, auditDir: string, withMutex: <T>(fn: () => Promise<T>) => Promise<T>) {
     this.#jobsDir = join(storeDir, INDEX_DIR);
@@ -57,6 +64,7 @@ export class SummaryIndex {
 
   reset(): void {
     this.#clean = null;
+    this.#logRows = null;
   }
 
   /** Jobs most recent first, filtered, from the index (brought up to date first). */
@@ -65,7 +73,7 @@ export class SummaryIndex {
     for (let attempt = 0; ; attempt++) {
       const session = await this.#readySession(distrust);
       try {
-        return await listFrom(session, this.#jobsDir, filter);
+        return await listFrom(session, await this.#rowsOfLog(session), this.#jobsDir, filter);
       } catch (error) {
         if (!(error instanceof IndexUnreadable) || attempt >= 2) throw error;
         // Read again: a rebuild may have replaced the log; if the head is the same, rebuild.
@@ -159,6 +167,30 @@ export class SummaryIndex {
     clean.from = clean.to;
   }
 
+  /** The newest row per job in the session's log, parsed once per process and then only as the log grows. */
+  #rowsOfLog(session: IndexSession): Promise<Map<string, Row>> {
+    const log = session.log;
+    if (!log || log.size === 0) return Promise.resolve(new Map());
+    const cached = this.#logRows;
+    if (cached?.name === log.name && cached.size === log.size) return cached.rows;
+    const from = cached?.name === log.name && cached.size < log.size ? cached : null;
+    const rows = (async () => {
+      const parsed = new Map(from ? await from.rows : []);
+      for await (const { buf, base } of session.readLog(from?.size ?? 0)) {
+        for (const [start, end] of linesOf(buf)) {
+          offerRow(parsed, { ...rowKeys(parseLogLine(buf.toString('utf8', start, end))), off: base + start, len: end - start });
+        }
+      }
+      return parsed;
+    })();
+    this.#logRows = { name: log.name, size: log.size, rows };
+    // A failed parse (an altered or rewritten log) is never served again.
+    rows.catch(() => {
+      if (this.#logRows?.rows === rows) this.#logRows = null;
+    });
+    return rows;
+  }
+
   /** A session holding the index as of now: resumed or rebuilt, caught up, saved when worth it. */
   async #readySession(distrust: string | null | undefined): Promise<IndexSession> {
     const base = await readIndexBase(this.#jobsDir);
@@ -189,21 +221,17 @@ export class SummaryIndex {
   }
 }
 
+/** Keep the newest row per job. */
+function offerRow(rows: Map<string, Row>, row: Row): void {
+  const known = rows.get(row.id);
+  if (!known || row.r >= known.r) rows.set(row.id, row);
+}
+
 /** Answer listJobs from a session: the log's rows, overridden by newer entries held in memory. */
-async function listFrom(session: IndexSession, jobsDir: string, filter?: JobFilter): Promise<JobSummary[]> {
-  const rows = new Map<string, Row>();
-  const offer = (row: Row) => {
-    const known = rows.get(row.id);
-    if (!known || row.r >= known.r) rows.set(row.id, row);
-  };
-  for await (const { buf, base } of session.readLog()) {
-    for (const [start, end] of linesOf(buf)) {
-      const e = parseLogLine(buf.toString('utf8', start, end));
-      offer({ ...rowKeys(e), off: base + start, len: end - start });
-    }
-  }
-  for (const e of session.active.values()) offer({ ...rowKeys(e), entry: e });
-  for (const e of session.changed.values()) offer({ ...rowKeys(e), entry: e });
+async function listFrom(session: IndexSession, logRows: ReadonlyMap<string, Row>, jobsDir: string, filter?: JobFilter): Promise<JobSummary[]> {
+  const rows = new Map(logRows);
+  for (const e of session.active.values()) offerRow(rows, { ...rowKeys(e), entry: e });
+  for (const e of session.changed.values()) offerRow(rows, { ...rowKeys(e), entry: e });
 
   const sorted = [...rows.values()].sort((a, b) => b.createdMs - a.createdMs || b.o - a.o);
   rows.clear();
