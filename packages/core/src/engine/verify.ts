@@ -1,5 +1,5 @@
 import { ErrorCode, KetterError } from '../errors.js';
-import { joinPath, normalizeRelative } from '../paths.js';
+import { normalizeRelative } from '../paths.js';
 import type { VerifyMethod } from '../events.js';
 import { forEachLimit } from './pool.js';
 import { rereadHash } from './file-copy.js';
@@ -55,8 +55,8 @@ export async function verifyByReread(run: JobRun, file: StagedFile): Promise<voi
 
 /**
  * Verify staged files in bulk: by server-side hash when the adapter offers this algorithm
- * (sizes from a listing: `knownSizes` by staged path, or one made here), else by re-reading
- * each file with bounded concurrency.
+ * (sizes from a listing: `knownSizes` by manifest path, or one made here), else by
+ * re-reading each file with bounded concurrency.
  */
 export async function verifyStaged(run: JobRun, files: readonly StagedFile[], knownSizes?: ReadonlyMap<string, number>): Promise<void> {
   run.emitter.setPhase('verify');
@@ -69,38 +69,36 @@ export async function verifyStaged(run: JobRun, files: readonly StagedFile[], kn
   }
   const adapter = run.destAdapter;
   const hash = adapter.hash as NonNullable<typeof adapter.hash>;
-  // Sizes by staged path: from a listing the caller already made, or one made here.
+  // Sizes by manifest path: from a listing the caller already made, or one made here.
   const sizes = knownSizes ?? (await stagedSizes(run, files));
   const per = Math.min(SERVER_HASH_BATCH.max, Math.max(SERVER_HASH_BATCH.min, Math.ceil(files.length / SERVER_HASH_PARALLEL)));
   const batches: StagedFile[][] = [];
   for (let i = 0; i < files.length; i += per) batches.push(files.slice(i, i + per));
   await forEachLimit(batches, SERVER_HASH_PARALLEL, async (batch) => {
     await run.emitter.caughtUp();
-    const paths = batch.map((f) => run.pathOf(f));
     const hashes = await hash(
-      paths,
+      batch.map((f) => run.pathOf(f)),
       run.settings.algorithm,
       run.signal ? { signal: run.signal } : {},
     );
-    batch.forEach((file, j) => recordVerification(run, file, { hash: hashes[j] ?? '', size: sizes.get(paths[j] as string) ?? -1 }, 'server'));
+    batch.forEach((file, j) => recordVerification(run, file, { hash: hashes[j] ?? '', size: sizes.get(file.entry.path) ?? -1 }, 'server'));
   });
 }
 
-/** Sizes of staged files: one listing of the staging tree rather than a stat per file. */
+/** Sizes of staged files by manifest path: one listing of the staging tree rather than a stat per file. */
 async function stagedSizes(run: JobRun, files: readonly StagedFile[]): Promise<Map<string, number>> {
   const adapter = run.destAdapter;
   const sizes = new Map<string, number>();
   const staging = run.stagingPath;
   if (staging !== null && files.length > 1 && (await adapter.stat(staging))?.kind === 'directory') {
     for await (const item of adapter.list(staging)) {
-      if (item.kind === 'file') sizes.set(joinPath(staging, normalizeRelative(item.path)), item.size);
+      if (item.kind === 'file') sizes.set(normalizeRelative(item.path), item.size);
     }
     return sizes;
   }
   await forEachLimit(files, run.runtime.concurrency, async (f) => {
-    const path = run.pathOf(f);
-    const st = await adapter.stat(path);
-    if (st) sizes.set(path, st.size);
+    const st = await adapter.stat(run.pathOf(f));
+    if (st) sizes.set(f.entry.path, st.size);
   });
   return sizes;
 }

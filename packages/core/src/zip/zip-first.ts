@@ -57,22 +57,33 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
   const staged: StagedFile[] = [];
   for (const entry of manifest.entries) {
     if (entry.kind !== 'file') continue;
-    const source = archive.sourceHashes.get(entry.path);
-    if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
-    staged.push({ entry, hash: source.hash, size: source.size });
+    const file = stagedFromArchive(archive, entry);
+    staged.push(file);
     await run.emitter.caughtUp();
-    run.emitter.emit({ type: 'file.copied', path: entry.path, size: source.size, algorithm: run.settings.algorithm, hash: source.hash, attempt: 1 });
+    recordCopied(run, file);
   }
   const sizes = new Map<string, number>();
   for (const f of staged) {
     const seen = listing.get(f.entry.path);
-    if (seen?.kind === 'file') sizes.set(run.pathOf(f), seen.size);
+    if (seen?.kind === 'file') sizes.set(f.entry.path, seen.size);
   }
   await verifyStaged(run, staged, sizes);
   await restoreFileAttributes(run, staged, listing);
   const dirs = manifest.entries.filter((e) => e.kind === 'directory');
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
   return commitAndFinish(run, plan, staged, dirs);
+}
+
+/** A file of the archive as staged: its entry, with the source hash the packer recorded. */
+function stagedFromArchive(archive: PackedArchive, entry: ManifestEntry): StagedFile {
+  const source = archive.sourceHashes.get(entry.path);
+  if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
+  return { entry, hash: source.hash, size: source.size };
+}
+
+/** `file.copied` for a file extracted into staging. */
+function recordCopied(run: JobRun, file: StagedFile): void {
+  run.emitter.emit({ type: 'file.copied', path: file.entry.path, size: file.size, algorithm: run.settings.algorithm, hash: file.hash, attempt: 1 });
 }
 
 function recordExtracted(run: JobRun, plan: TransferPlan, archive: PackedArchive, method: 'adapter' | 'server'): void {
@@ -130,11 +141,8 @@ async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArch
   await forEachLimit(dirs, run.runtime.concurrency, (d) => run.destAdapter.mkdir(run.stagedPathOf(d)));
   const staged: StagedFile[] = [];
   await extractOnLane(run, archive.path, members, (i, got) => {
-    const { entry } = members[i] as ArchiveMember;
-    const source = archive.sourceHashes.get(entry.path);
-    if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
-    const file: StagedFile = { entry, hash: source.hash, size: source.size };
-    run.emitter.emit({ type: 'file.copied', path: entry.path, size: file.size, algorithm: run.settings.algorithm, hash: file.hash, attempt: 1 });
+    const file = stagedFromArchive(archive, (members[i] as ArchiveMember).entry);
+    recordCopied(run, file);
     recordVerification(run, file, { hash: got.destHash, size: got.destSize }, 'reread');
     staged.push(file);
   });
