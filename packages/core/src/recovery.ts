@@ -5,6 +5,7 @@ import { isAlive } from './store/jsonl/process-liveness.js';
 import type { EventHook } from './engine/types.js';
 import { baseName, joinPath, parentPath } from './paths.js';
 import type { Portal } from './portal.js';
+import { archivePathIn } from './store/job-state.js';
 import type { JobDetail, Store } from './store.js';
 
 export interface RecoverOptions {
@@ -55,6 +56,8 @@ export async function recover(options: RecoverOptions): Promise<RecoveryReport> 
   const report: RecoveryReport = { jobs: [] };
   for (const summary of running) {
     const lock = lockOf.get(summary.id);
+    // Decide from the summary where it can: reading a job means reading its events.
+    if (lock?.alive || (!lock && summary.host !== hostname())) continue;
     const job = await store.getJob(summary.id);
     if (!job) continue;
     const dead = lock ? !lock.alive : !processAlive(job);
@@ -63,11 +66,12 @@ export async function recover(options: RecoverOptions): Promise<RecoveryReport> 
   }
   // Ended jobs whose rollback could not finish (the failure is recorded, the staging is
   // not gone), and interrupted jobs whose staging was kept for a resume that never came.
+  // The summaries say which they are: only those are read, however long the history.
   const ended = options.keepResumable ? (['failed', 'cancelled'] as const) : (['failed', 'cancelled', 'interrupted'] as const);
   for (const status of ended) {
-    for (const summary of await store.listJobs({ status, limit: 10_000 })) {
+    for (const summary of await store.listJobs({ status, withStaging: true, limit: 10_000 })) {
       const job = await store.getJob(summary.id);
-      if (job && hasUnremovedStaging(job)) {
+      if (job && job.staging.length > 0) {
         const recovered = await recoverJob(job, portals, options, false);
         if (recovered.removed.length > 0 || recovered.unreachable) report.jobs.push(recovered);
       }
@@ -80,20 +84,6 @@ export async function recover(options: RecoverOptions): Promise<RecoveryReport> 
 function isResumable(job: JobDetail): boolean {
   const decided = job.events.find((e) => e.type === 'plan.decided');
   return decided?.type === 'plan.decided' && decided.strategy === 'DIRECT' && decided.rootKind === 'directory';
-}
-
-/** A job that created staging (or a ZIP_FIRST archive), never committed, and never recorded removing it all. */
-function hasUnremovedStaging(job: JobDetail): boolean {
-  if (job.events.some((e) => e.type === 'job.committed')) return false;
-  const staging = job.events.find((e) => e.type === 'preflight.passed');
-  if (staging?.type !== 'preflight.passed' || staging.staging === '') return false;
-  const created = [staging.staging];
-  const decided = job.events.find((e) => e.type === 'plan.decided');
-  if (decided?.type === 'plan.decided' && decided.strategy === 'ZIP_FIRST') {
-    created.push(joinPath(parentPath(staging.staging), `.ketter-${job.id}.archive.zip`));
-  }
-  const removed = new Set(job.events.flatMap((e) => (e.type === 'staging.removed' ? [e.path] : [])));
-  return created.some((path) => !removed.has(path));
 }
 
 async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, options: RecoverOptions, interrupt: boolean): Promise<RecoveredJob> {
@@ -112,11 +102,18 @@ async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, 
     if (!portal) {
       result.unreachable = `portal '${job.destination.portal}' is not configured here`;
     } else {
+      const gone = new Set<string>();
       for (const path of await leftoverCandidates(job, portal)) {
         if ((await portal.adapter.stat(path)) === null) continue;
         await portal.adapter.removeTree(path);
         result.removed.push(portal.describe(path));
+        gone.add(path);
         emitter.emit({ type: 'staging.removed', portal: portal.name, path });
+      }
+      // What the job created and is no longer there (removed by hand, or taken over by a
+      // resumed job) is put on record too, so that recovery stops looking for it.
+      for (const path of job.staging) {
+        if (!gone.has(path)) emitter.emit({ type: 'staging.removed', portal: portal.name, path });
       }
     }
   }
@@ -147,7 +144,7 @@ async function leftoverCandidates(job: JobDetail, portal: Portal): Promise<strin
   const name = baseName(job.source.path.replace(/\/+$/, ''));
   return [
     joinPath(dir, `.ketter-${job.id}.partial`),
-    joinPath(dir, `.ketter-${job.id}.archive.zip`),
+    archivePathIn(dir, job.id),
     ...(name ? [joinPath(dir, `.${name}.ketter-${job.id}.partial`)] : []),
   ];
 }

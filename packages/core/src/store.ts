@@ -10,6 +10,11 @@ export interface JobFilter {
   mode?: Mode;
   status?: JobStatus;
   strategy?: Strategy;
+  /**
+   * Only jobs that may have left staging at their destination (`staging` not empty): what
+   * recovery looks for, without reading every ended job's events.
+   */
+  withStaging?: boolean;
 }
 
 /** One row of job history. */
@@ -30,6 +35,14 @@ export interface JobSummary {
   finishedAt: string | null;
   durationMs: number | null;
   error: ErrorInfo | null;
+  /**
+   * Hidden paths the job created at its destination (staging, and a ZIP_FIRST archive) that
+   * are not on record as removed, relative to the destination portal. Empty once the job
+   * committed (its staging became the destination) or removed them; a job that ended with
+   * paths here failed to roll back, or kept its staging to be resumed, and recovery removes
+   * them.
+   */
+  staging: string[];
 }
 
 /** A job with its full event trail. */

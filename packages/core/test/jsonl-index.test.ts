@@ -7,6 +7,7 @@ import { reduceJob } from '../src/store/job-state.js';
 import { encodeRecord } from '../src/store/jsonl/chain.js';
 import { dailyFileName } from '../src/store/jsonl/daily-files.js';
 import { readHead, writeHead } from '../src/store/jsonl/head.js';
+import { seal, unseal } from '../src/store/jsonl/index-files.js';
 import { jobEvents, type JobEventsOptions } from '../src/testing/event-factory.js';
 
 const tempDirs: string[] = [];
@@ -36,6 +37,7 @@ const SUMMARY_KEYS = [
   'finishedAt',
   'durationMs',
   'error',
+  'staging',
 ] as const;
 const summaryOf = (job: JobSummary) => Object.fromEntries(SUMMARY_KEYS.map((k) => [k, job[k]]));
 
@@ -223,6 +225,18 @@ describe('JSONL job summary index', () => {
     // The same with a restored head but a log longer than it records (a crash between the two writes).
     await store.append(job({ outcome: 'cancelled' }));
     expect(await listFresh(dir)).toEqual(await derive(dir));
+  });
+
+  test('an index of the previous format (summaries without staging) is rebuilt, not served', async () => {
+    await history();
+    const expected = await derive(dir);
+    expect(expected.some((j) => (j.staging as string[]).length > 0)).toBe(true);
+    const headPath = join(dir, 'jobs', 'index.json');
+    const head = JSON.parse(unseal((await readFile(headPath, 'utf8')).trimEnd())!) as { v: number; active: { s: Partial<JobSummary> }[] };
+    for (const entry of head.active) delete entry.s.staging;
+    await writeFile(headPath, `${seal(JSON.stringify({ ...head, v: 1 }))}\n`);
+    expect(await listFresh(dir)).toEqual(expected);
+    expect((await indexHead(dir)) as unknown).toMatchObject({ v: 2 });
   });
 
   test('a corrupt index is rebuilt: garbage head, garbage or truncated log, bytes past the recorded log size', async () => {

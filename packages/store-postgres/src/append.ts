@@ -115,17 +115,17 @@ export async function appendInTransaction(client: pg.PoolClient, names: SchemaNa
   await client.query(
     `INSERT INTO ${names.jobs} (id, status, mode, source_portal, source_path, destination_portal, destination_path, strategy,
        n_files, total_bytes, files_copied, bytes_copied, operator, host, created_at, created_ts, finished_at, finished_ts,
-       duration_ms, error, last_seq, last_hash)
+       duration_ms, error, staging, last_seq, last_hash)
      SELECT r.id, r.status, r.mode, r.source_portal, r.source_path, r.destination_portal, r.destination_path, r.strategy,
        r.n_files, r.total_bytes, r.files_copied, r.bytes_copied, r.operator, r.host, r.created_ts::timestamptz, r.created_ts,
-       r.finished_ts::timestamptz, r.finished_ts, r.duration_ms, r.error, r.last_seq, r.last_hash
+       r.finished_ts::timestamptz, r.finished_ts, r.duration_ms, r.error, r.staging, r.last_seq, r.last_hash
      FROM jsonb_to_recordset($1::jsonb) AS r(${JOB_RECORD_TYPE})
      ORDER BY r.id
      ON CONFLICT (id) DO UPDATE SET
        status = EXCLUDED.status, strategy = EXCLUDED.strategy, n_files = EXCLUDED.n_files, total_bytes = EXCLUDED.total_bytes,
        files_copied = EXCLUDED.files_copied, bytes_copied = EXCLUDED.bytes_copied, finished_at = EXCLUDED.finished_at,
        finished_ts = EXCLUDED.finished_ts, duration_ms = EXCLUDED.duration_ms, error = EXCLUDED.error,
-       last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash`,
+       staging = EXCLUDED.staging, last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash`,
     [JSON.stringify(touched)],
   );
   // A concurrent writer creating the same job is caught here: (job_id, seq) is unique.

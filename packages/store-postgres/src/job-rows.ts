@@ -3,7 +3,7 @@ import type { ErrorInfo, JobStatus, JobSummary, Mode, Strategy } from '@ketter/c
 /** Columns of the jobs table that make up a {@link JobSummary} and its chain head. */
 export const JOB_COLUMNS =
   'id, status, mode, source_portal, source_path, destination_portal, destination_path, strategy, n_files, total_bytes, ' +
-  'files_copied, bytes_copied, operator, host, created_ts, finished_ts, duration_ms, error, last_seq, last_hash';
+  'files_copied, bytes_copied, operator, host, created_ts, finished_ts, duration_ms, error, staging, last_seq, last_hash';
 
 /** A jobs row as pg returns it (bigint columns arrive as strings). */
 export interface JobRow {
@@ -25,6 +25,7 @@ export interface JobRow {
   finished_ts: string | null;
   duration_ms: string | null;
   error: ErrorInfo | null;
+  staging: string[];
   last_seq: number;
   last_hash: string;
 }
@@ -47,6 +48,7 @@ export function rowToSummary(row: JobRow): JobSummary {
     finishedAt: row.finished_ts,
     durationMs: row.duration_ms === null ? null : Number(row.duration_ms),
     error: row.error,
+    staging: row.staging,
   };
 }
 
@@ -71,6 +73,7 @@ export function summaryToRecord(job: JobSummary, lastSeq: number, lastHash: stri
     finished_ts: job.finishedAt,
     duration_ms: job.durationMs,
     error: job.error,
+    staging: job.staging,
     last_seq: lastSeq,
     last_hash: lastHash,
   };
@@ -80,4 +83,4 @@ export function summaryToRecord(job: JobSummary, lastSeq: number, lastHash: stri
 export const JOB_RECORD_TYPE =
   'id text, status text, mode text, source_portal text, source_path text, destination_portal text, destination_path text, ' +
   'strategy text, n_files bigint, total_bytes bigint, files_copied bigint, bytes_copied bigint, operator text, host text, ' +
-  'created_ts text, finished_ts text, duration_ms bigint, error jsonb, last_seq integer, last_hash text';
+  'created_ts text, finished_ts text, duration_ms bigint, error jsonb, staging jsonb, last_seq integer, last_hash text';

@@ -101,6 +101,40 @@ export const MIGRATIONS: readonly Migration[] = [
         $$`,
     ],
   },
+  {
+    // Recovery asks which ended jobs may have left staging; reading every ended job's
+    // events to find out made each run slower as the history grew.
+    name: '0002_job_staging',
+    sql: (n) => [
+      `ALTER TABLE ${n.jobs} ADD COLUMN staging jsonb NOT NULL DEFAULT '[]'::jsonb`,
+      `COMMENT ON COLUMN ${n.jobs}.staging IS 'Hidden paths the job created at its destination and has not recorded removing'`,
+      // Jobs recorded before: the same rule as applyEvent, over their events.
+      `UPDATE ${n.jobs} AS j SET staging = s.paths
+       FROM (
+         SELECT p.job_id, jsonb_agg(x.path ORDER BY x.k) AS paths
+         FROM (
+           SELECT DISTINCT ON (job_id) job_id, payload->>'staging' AS staging
+           FROM ${n.events} WHERE type = 'preflight.passed' AND payload->>'staging' <> ''
+           ORDER BY job_id, seq
+         ) AS p
+         JOIN ${n.jobs} AS jj ON jj.id = p.job_id
+         CROSS JOIN LATERAL (
+           SELECT 0 AS k, p.staging AS path
+           UNION ALL
+           SELECT 1, regexp_replace(p.staging, '[^/]*$', '') || '.ketter-' || p.job_id || '.archive.zip'
+           WHERE jj.strategy = 'ZIP_FIRST'
+         ) AS x
+         WHERE NOT EXISTS (SELECT 1 FROM ${n.events} AS c WHERE c.job_id = p.job_id AND c.type = 'job.committed')
+           AND NOT EXISTS (
+             SELECT 1 FROM ${n.events} AS r
+             WHERE r.job_id = p.job_id AND r.type = 'staging.removed' AND r.payload->>'path' = x.path
+           )
+         GROUP BY p.job_id
+       ) AS s
+       WHERE j.id = s.job_id`,
+      `CREATE INDEX jobs_staging_idx ON ${n.jobs} (status, created_at DESC) WHERE staging <> '[]'::jsonb`,
+    ],
+  },
 ];
 
 /** Name of the newest migration this package knows. */

@@ -153,9 +153,10 @@ export class PostgresStore implements Store {
       'list jobs',
       `SELECT ${JOB_COLUMNS} FROM ${this.#names.jobs}
        WHERE ($1::text IS NULL OR mode = $1) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR strategy = $3)
+         AND ($5::boolean IS NOT TRUE OR staging <> '[]'::jsonb)
        ORDER BY created_at DESC, ord DESC
        LIMIT $4`,
-      [filter.mode ?? null, filter.status ?? null, filter.strategy ?? null, limit],
+      [filter.mode ?? null, filter.status ?? null, filter.strategy ?? null, limit, filter.withStaging === true],
     );
     return rows.map(rowToSummary);
   }

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterEach, describe, expect, test } from 'vitest';
-import { isKetterError, type KetterError } from '@ketter/core';
+import { isKetterError, type KetterError, type KetterEvent } from '@ketter/core';
+import { JobEventFactory, jobEvents } from '@ketter/core/testing';
 import { LATEST_MIGRATION, MIGRATIONS, PostgresStore, migrate } from '@ketter/store-postgres';
 import { PG_URL, dropSchema, randomSchema, sql } from './support.js';
 
@@ -62,6 +63,34 @@ describe('migrate()', () => {
       expect((await pool.query('SELECT 1 AS one')).rows[0]).toEqual({ one: 1 });
     } finally {
       await pool.end();
+    }
+  });
+
+  test('upgrading a schema of 0001: every job gets the staging its events leave, as the store derives it', async () => {
+    const schema = schemaForTest();
+    await migrate({ connectionString: PG_URL, schema });
+    const store = new PostgresStore({ connectionString: PG_URL, schema });
+    await store.open();
+    try {
+      const zip = jobEvents({ outcome: 'failed', strategy: 'ZIP_FIRST', files: 1 });
+      const staging = (zip.find((e) => e.type === 'preflight.passed') as { staging: string }).staging;
+      const f = new JobEventFactory({ jobId: zip[0]!.jobId, start: zip.at(-1)!.ts });
+      // The staging directory is on record as removed, the archive is not.
+      const removed = { ...f.next('staging.removed', { portal: 'dubbing', path: staging }), seq: zip.length } as KetterEvent;
+      await store.append([...zip, removed]);
+      for (const outcome of ['succeeded', 'running', 'cancelled'] as const) await store.append(jobEvents({ outcome, files: 1 }));
+      const derived = new Map((await store.listJobs()).map((j) => [j.id, j.staging]));
+      expect(derived.get(zip[0]!.jobId)).toEqual([`incoming/.ketter-${zip[0]!.jobId}.archive.zip`]);
+      expect([...derived.values()].filter((s) => s.length > 0)).toHaveLength(3);
+
+      // The schema as 0001 left it: no column, no record of 0002.
+      await sql(`ALTER TABLE "${schema}".jobs DROP COLUMN staging`);
+      await sql(`DELETE FROM "${schema}".ketter_migrations WHERE name = '0002_job_staging'`);
+      expect((await migrate({ connectionString: PG_URL, schema })).applied).toEqual(['0002_job_staging']);
+      expect(new Map((await store.listJobs()).map((j) => [j.id, j.staging]))).toEqual(derived);
+      expect((await store.listJobs({ withStaging: true, status: 'failed' })).map((j) => j.id)).toEqual([zip[0]!.jobId]);
+    } finally {
+      await store.close();
     }
   });
 

@@ -1,4 +1,5 @@
 import type { KetterEvent } from '../events.js';
+import { joinPath, parentPath } from '../paths.js';
 import type { JobDetail, JobFilter, JobSummary } from '../store.js';
 
 /**
@@ -25,6 +26,7 @@ export function reduceJob(events: readonly KetterEvent[]): JobDetail | null {
     finishedAt: null,
     durationMs: null,
     error: null,
+    staging: [],
     events: [...events],
   };
   for (const e of events) applyEvent(job, e);
@@ -41,6 +43,18 @@ export function applyEvent(job: JobSummary, e: KetterEvent): void {
       job.strategy = e.strategy;
       job.nFiles = e.nFiles;
       job.totalBytes = e.totalBytes;
+      break;
+    case 'preflight.passed':
+      // The plan (and so the strategy) is on record before anything is created.
+      if (e.staging !== '' && job.staging.length === 0) {
+        job.staging = job.strategy === 'ZIP_FIRST' ? [e.staging, archivePathIn(parentPath(e.staging), job.id)] : [e.staging];
+      }
+      break;
+    case 'job.committed':
+      job.staging = [];
+      break;
+    case 'staging.removed':
+      if (job.staging.includes(e.path)) job.staging = job.staging.filter((p) => p !== e.path);
       break;
     case 'job.succeeded':
       job.status = 'succeeded';
@@ -78,8 +92,14 @@ export function filterJobs<T extends JobSummary>(jobs: readonly T[], filter: Job
     if (filter.mode && job.mode !== filter.mode) continue;
     if (filter.status && job.status !== filter.status) continue;
     if (filter.strategy && job.strategy !== filter.strategy) continue;
+    if (filter.withStaging && job.staging.length === 0) continue;
     out.push(job);
     if (out.length >= limit) break;
   }
   return out;
+}
+
+/** A ZIP_FIRST job's archive in `dir` (beside its staging), named after the job so recovery finds it. */
+export function archivePathIn(dir: string, jobId: string): string {
+  return joinPath(dir, `.ketter-${jobId}.archive.zip`);
 }

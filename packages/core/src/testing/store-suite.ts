@@ -49,6 +49,7 @@ const SUMMARY_KEYS = [
   'finishedAt',
   'durationMs',
   'error',
+  'staging',
 ] as const satisfies readonly (keyof JobSummary)[];
 
 /** The summary fields of a job, for comparing a store's answer with {@link reduceJob}. */
@@ -257,6 +258,61 @@ export function describeStoreConformance(api: TestApi, factory: () => Promise<St
           const detail = await store.getJob(row.id);
           expect(summaryOf(row)).toEqual(summaryOf(detail!));
         }
+      });
+
+      test('staging: what a job created and has not recorded removing, and the withStaging filter', async () => {
+        const destination = { portal: 'dubbing', path: 'incoming' };
+        const plan = (f: JobEventFactory, strategy: 'DIRECT' | 'ZIP_FIRST') => [
+          f.next('job.created', { mode: 'copy', source: { portal: 'ingest', path: 'EP101' }, destination, algorithm: 'sha256', onConflict: 'fail', requestedStrategy: 'auto' }),
+          f.next('job.started', { pid: 4242 }),
+          f.next('plan.decided', {
+            strategy,
+            forced: false,
+            rootKind: 'directory',
+            nFiles: 1,
+            totalBytes: 1024,
+            avgSizeBytes: 1024,
+            reason: 'test',
+            thresholds: { files: 1000, avgSizeBytes: 4 << 20 },
+          }),
+          f.next('preflight.passed', { requiredBytes: 1127, freeBytes: null, staging: `incoming/.ketter-${f.jobId}.partial` }),
+        ];
+        // A ZIP_FIRST job whose rollback removed its staging directory but not its archive.
+        const zip = new JobEventFactory({ start: at(0) });
+        const zipStaging = `incoming/.ketter-${zip.jobId}.partial`;
+        const zipArchive = `incoming/.ketter-${zip.jobId}.archive.zip`;
+        await store.append([
+          ...plan(zip, 'ZIP_FIRST'),
+          zip.next('staging.removed', { portal: 'dubbing', path: zipStaging }),
+          zip.next('job.failed', { error: { code: 'IO_ERROR', message: 'rollback incomplete' }, committed: false, durationMs: 5 }),
+        ]);
+        // A running DIRECT job, and one that committed.
+        const running = new JobEventFactory({ start: at(1) });
+        await store.append(plan(running, 'DIRECT'));
+        const done = new JobEventFactory({ start: at(2) });
+        await store.append([
+          ...plan(done, 'DIRECT'),
+          done.next('job.committed', { destination, files: 1, bytes: 1024 }),
+          done.next('job.succeeded', { strategy: 'DIRECT', filesCopied: 1, bytesCopied: 1024, durationMs: 5, sourcesKept: [] }),
+        ]);
+
+        const byId = async () => new Map((await store.listJobs()).map((j) => [j.id, j.staging]));
+        expect(await byId()).toEqual(
+          new Map([
+            [done.jobId, []],
+            [running.jobId, [`incoming/.ketter-${running.jobId}.partial`]],
+            [zip.jobId, [zipArchive]],
+          ]),
+        );
+        expect((await store.listJobs({ withStaging: true })).map((j) => j.id)).toEqual([running.jobId, zip.jobId]);
+        expect((await store.listJobs({ withStaging: true, status: 'failed' })).map((j) => j.id)).toEqual([zip.jobId]);
+        expect((await store.getJob(zip.jobId))!.staging).toEqual([zipArchive]);
+
+        // Removed after the job ended (recovery): the job drops out of the filter.
+        await store.append([zip.next('staging.removed', { portal: 'dubbing', path: zipArchive })]);
+        expect((await store.getJob(zip.jobId))!.staging).toEqual([]);
+        expect((await store.listJobs({ withStaging: true })).map((j) => j.id)).toEqual([running.jobId]);
+        for (const row of await store.listJobs()) expect(summaryOf(row)).toEqual(summaryOf((await store.getJob(row.id))!));
       });
     });
 

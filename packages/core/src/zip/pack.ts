@@ -6,6 +6,7 @@ import type { HashAlgorithm } from '../hash/algorithms.js';
 import { createHasher } from '../hash/hasher.js';
 import type { Manifest, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
+import { archivePathIn } from '../store/job-state.js';
 import { chunkSizeFor } from '../engine/file-copy.js';
 import type { JobRun } from '../engine/job-run.js';
 import { canReadOnLane, laneBatchesInFlight, makeBatches, readOnLane } from '../engine/local-lane.js';
@@ -26,7 +27,7 @@ export interface PackedArchive {
 
 /** Name of a job's archive beside its staging directory; recovery finds it by this pattern. */
 export function archiveNameFor(run: JobRun): string {
-  return joinPath(run.destinationDir.path, `.ketter-${run.id}.archive.zip`);
+  return archivePathIn(run.destinationDir.path, run.id);
 }
 
 /**

@@ -9,6 +9,11 @@ import { isTrailPosition, type TrailPosition } from './trail-position.js';
 export const INDEX_DIR = 'jobs';
 /** The index head: how far into the trail the index is valid, its log, and the unfinished jobs. */
 export const INDEX_HEAD = 'index.json';
+/**
+ * Format of the head and its log. A head of another version is rebuilt from the trail:
+ * 2 added `staging` to the summaries.
+ */
+export const INDEX_VERSION = 2;
 
 /** One job as the index keeps it. */
 export interface IndexedJob {
@@ -29,7 +34,7 @@ export interface LogRef {
 }
 
 export interface IndexHead {
-  v: 1;
+  v: typeof INDEX_VERSION;
   trail: TrailPosition;
   log: LogRef | null;
   /** Jobs not finished yet (created or running): few, and rewritten with the head. */
@@ -88,10 +93,10 @@ function parseHead(raw: string): IndexHead | null {
     const json = unseal(raw.endsWith('\n') ? raw.slice(0, -1) : raw);
     if (json === null) return null;
     const head = JSON.parse(json) as Partial<IndexHead>;
-    if (head.v !== 1 || !isTrailPosition(head.trail) || !Array.isArray(head.active) || !head.active.every(isIndexedJob)) return null;
+    if (head.v !== INDEX_VERSION || !isTrailPosition(head.trail) || !Array.isArray(head.active) || !head.active.every(isIndexedJob)) return null;
     const log = head.log;
     if (log !== null && !(log && typeof log.name === 'string' && /^summaries-[\w.-]+\.jsonl$/.test(log.name) && typeof log.size === 'number')) return null;
-    return { v: 1, trail: head.trail, log, active: head.active };
+    return { v: INDEX_VERSION, trail: head.trail, log, active: head.active };
   } catch {
     return null;
   }
@@ -116,7 +121,8 @@ export function isIndexedJob(value: unknown): value is IndexedJob {
     typeof s.id === 'string' &&
     typeof s.status === 'string' &&
     typeof s.mode === 'string' &&
-    typeof s.createdAt === 'string'
+    typeof s.createdAt === 'string' &&
+    Array.isArray(s.staging)
   );
 }
 

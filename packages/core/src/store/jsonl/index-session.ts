@@ -11,6 +11,7 @@ import {
   seal,
   writeIndexHead,
   writeLogAt,
+  INDEX_VERSION,
   type IndexBase,
   type IndexedJob,
   type LogRef,
@@ -27,9 +28,12 @@ export const SUMMARY_EVENTS: ReadonlySet<string> = new Set([
   'job.failed',
   'job.cancelled',
   'job.interrupted',
+  'job.committed',
+  'preflight.passed',
+  'staging.removed',
 ]);
-/** First bytes of those types (`j`, `p`): most lines (`file.*`) are rejected on one byte. */
-const SUMMARY_FIRST_BYTES: ReadonlySet<number> = new Set([0x6a, 0x70]);
+/** First bytes of those types (`j`, `p`, `s`): most lines (`file.*`) are rejected on one byte. */
+const SUMMARY_FIRST_BYTES: ReadonlySet<number> = new Set([0x6a, 0x70, 0x73]);
 const UNFINISHED: ReadonlySet<JobStatus> = new Set(['created', 'running']);
 /** Unfinished jobs kept in the head at most; beyond, the oldest go to the log (jobs whose runs died unrecorded). */
 const MAX_ACTIVE = 1000;
@@ -210,7 +214,7 @@ export class IndexSession {
     await mkdir(this.#jobsDir, { recursive: true });
     if (finished.length > 0 || this.rebuilding) await this.#appendToLog(finished);
     if (!this.#logWritable) throw new Error('the summary log cannot be written');
-    await writeIndexHead(this.#jobsDir, { v: 1, trail: this.pos, log: this.log, active: [...active.values()] });
+    await writeIndexHead(this.#jobsDir, { v: INDEX_VERSION, trail: this.pos, log: this.log, active: [...active.values()] });
     this.#committed = true;
     const previous = this.base.head?.log?.name;
     if (previous && previous !== this.log?.name) await unlink(join(this.#jobsDir, previous)).catch(() => undefined);

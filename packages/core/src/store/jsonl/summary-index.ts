@@ -26,6 +26,7 @@ interface Row {
   status: JobSummary['status'];
   mode: JobSummary['mode'];
   strategy: JobSummary['strategy'];
+  staging: readonly string[];
   /** Held in memory (head or session), or found at `off`/`len` in the log. */
   entry?: IndexedJob;
   off?: number;
@@ -239,8 +240,12 @@ async function listFrom(session: IndexSession, logRows: ReadonlyMap<string, Row>
   return materialize(picked, session, jobsDir);
 }
 
+/** Shared by the rows of the (many) jobs with no staging left, so a listing stays small. */
+const NO_STAGING: readonly string[] = Object.freeze([]);
+
 function rowKeys(e: IndexedJob): Row {
-  return { id: e.s.id, r: e.r, createdMs: Date.parse(e.s.createdAt) || 0, o: e.o, status: e.s.status, mode: e.s.mode, strategy: e.s.strategy };
+  const staging = e.s.staging.length === 0 ? NO_STAGING : e.s.staging;
+  return { id: e.s.id, r: e.r, createdMs: Date.parse(e.s.createdAt) || 0, o: e.o, status: e.s.status, mode: e.s.mode, strategy: e.s.strategy, staging };
 }
 
 /** Full summaries of the picked rows: copies of those in memory, the others read from the log by offset. */
