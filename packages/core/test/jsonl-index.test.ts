@@ -2,13 +2,13 @@ import { appendFile, cp, mkdtemp, readFile, readdir, rm, stat, truncate, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { JsonlStore, type JobSummary, type KetterEvent } from '@ketter/core';
+import { JsonlStore, type JobFilter, type JobSummary, type KetterEvent } from '@ketter/core';
 import { reduceJob } from '../src/store/job-state.js';
 import { encodeRecord } from '../src/store/jsonl/chain.js';
 import { dailyFileName } from '../src/store/jsonl/daily-files.js';
 import { readHead, writeHead } from '../src/store/jsonl/head.js';
 import { seal, unseal } from '../src/store/jsonl/index-files.js';
-import { jobEvents, type JobEventsOptions } from '../src/testing/event-factory.js';
+import { JobEventFactory, jobEvents, type JobEventsOptions } from '../src/testing/event-factory.js';
 
 const tempDirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -65,7 +65,7 @@ async function derive(dir: string): Promise<Record<string, unknown>[]> {
 }
 
 /** What a fresh store instance (a new CLI process) lists. */
-async function listFresh(dir: string, filter = { limit: 100_000 }): Promise<Record<string, unknown>[]> {
+async function listFresh(dir: string, filter: JobFilter = { limit: 100_000 }): Promise<Record<string, unknown>[]> {
   const store = new JsonlStore({ dir, durable: false });
   await store.open();
   try {
@@ -96,6 +96,25 @@ async function appendBehindTheIndex(dir: string, events: readonly KetterEvent[],
   await appendFile(join(auditDir, file), Buffer.concat(lines));
   const { size } = await stat(join(auditDir, file));
   await writeHead(auditDir, { file, size, records: (head?.records ?? 0) + events.length, hash: prev }, false);
+}
+
+/** The staging a job left, recorded as removed after it ended (what recovery appends). */
+function stagingRemoved(events: readonly KetterEvent[]): KetterEvent {
+  const staging = (events.find((e) => e.type === 'preflight.passed') as { staging: string }).staging;
+  const f = new JobEventFactory({ jobId: events[0]!.jobId, start: events.at(-1)!.ts });
+  return { ...f.next('staging.removed', { portal: 'dubbing', path: staging }), seq: events.length } as KetterEvent;
+}
+
+type Listed = Record<string, unknown>;
+/** The jobs a filter of recovery or resume picks, from jobs listed in full. */
+const picked = (jobs: Listed[], f: { status?: string; withStaging?: boolean }) =>
+  jobs.filter((j) => (!f.status || j.status === f.status) && (!f.withStaging || (j.staging as string[]).length > 0));
+
+/** Ids per line of the index's summary log. */
+async function logIds(dir: string): Promise<string[]> {
+  const { log } = await indexHead(dir);
+  const text = await readFile(join(dir, 'jobs', log!.name), 'utf8');
+  return text.split('\n').filter(Boolean).map((line) => (JSON.parse(unseal(line)!) as { s: { id: string } }).s.id);
 }
 
 const base = Date.parse('2026-06-01T08:00:00.000Z');
@@ -375,5 +394,84 @@ describe('JSONL job summary index', () => {
     await rm(join(dir, 'jobs'), { recursive: true, force: true });
     await store.append(job());
     expect(await all()).toEqual(await derive(dir));
+  });
+
+  test('what recovery and resume ask for is answered from the head: the log is not read', async () => {
+    await history();
+    const failed = job({ outcome: 'failed' }); // its staging is left
+    const cancelled = job({ outcome: 'cancelled' });
+    const interrupted = job({ outcome: 'running' });
+    const f = new JobEventFactory({ jobId: interrupted[0]!.jobId, start: interrupted.at(-1)!.ts });
+    await store.append([...failed, ...cancelled, stagingRemoved(cancelled), interrupted.at(0)!, ...interrupted.slice(1)]);
+    await store.append([{ ...f.next('job.interrupted', { reason: 'process ended before commit; staging kept' }), seq: interrupted.length } as KetterEvent]);
+    const all = await derive(dir);
+    expect(await listFresh(dir)).toEqual(all);
+
+    // A log that would fail to parse: any listing that reads it has to rebuild the index.
+    const headPath = join(dir, 'jobs', 'index.json');
+    const logPath = join(dir, 'jobs', (await indexHead(dir)).log!.name);
+    const headBefore = await readFile(headPath, 'utf8');
+    const garbage = Buffer.alloc((await stat(logPath)).size, 'x\n');
+    await writeFile(logPath, garbage);
+    const filters = [
+      { status: 'running' },
+      { status: 'created' },
+      { withStaging: true },
+      { status: 'failed', withStaging: true },
+      { status: 'cancelled', withStaging: true },
+      { status: 'interrupted', withStaging: true },
+    ] as const;
+    for (const filter of filters) {
+      const expected = picked(all, filter);
+      expect(await listFresh(dir, { ...filter, limit: 100_000 })).toEqual(expected);
+    }
+    expect(picked(all, { withStaging: true }).map((j) => j.id)).toEqual(expect.arrayContaining([failed[0]!.jobId, interrupted[0]!.jobId]));
+    expect(picked(all, { withStaging: true }).map((j) => j.id)).not.toContain(cancelled[0]!.jobId);
+    expect(await readFile(headPath, 'utf8')).toBe(headBefore);
+    expect(await readFile(logPath)).toEqual(garbage);
+
+    // Other listings read the log, find it altered, and rebuild.
+    expect(await listFresh(dir, { status: 'succeeded', limit: 100_000 })).toEqual(picked(all, { status: 'succeeded' }));
+    expect(await readFile(headPath, 'utf8')).not.toBe(headBefore);
+  });
+
+  test('a rebuild keeps jobs with staging left in the head, and logs each job once', async () => {
+    const staged: string[] = [];
+    const batch: KetterEvent[] = [];
+    for (let i = 0; i < 2300; i++) {
+      const events = job({ files: 0, outcome: i % 100 === 7 ? 'failed' : 'succeeded' });
+      if (i % 100 === 7) staged.push(events[0]!.jobId);
+      batch.push(...events);
+      // One failed job has its staging removed later: it must leave the head.
+      if (i === 7) batch.push(stagingRemoved(events));
+    }
+    await store.append(batch);
+    staged.shift();
+    await rm(join(dir, 'jobs'), { recursive: true });
+
+    const all = await derive(dir);
+    expect((await listFresh(dir, { withStaging: true, limit: 100_000 })).map((j) => j.id).sort()).toEqual([...staged].sort());
+    const head = (await indexHead(dir)) as unknown as { active: { s: { id: string } }[]; spilled: boolean };
+    expect(head.active.map((e) => e.s.id).sort()).toEqual([...staged].sort());
+    expect(head.spilled).toBe(false);
+    const ids = await logIds(dir);
+    expect(ids.length).toBe(2300);
+    expect(new Set(ids).size).toBe(2300);
+    expect(await listFresh(dir)).toEqual(all);
+  });
+
+  test('more jobs with staging left than the head keeps: listings read the log and stay right', async () => {
+    const batch: KetterEvent[] = [];
+    for (let i = 0; i < 1010; i++) batch.push(...job({ files: 0, outcome: 'failed' }));
+    await store.append(batch);
+    const all = await derive(dir);
+    expect(await listFresh(dir, { withStaging: true, limit: 100_000 })).toEqual(all);
+    const head = (await indexHead(dir)) as unknown as { active: unknown[]; spilled: boolean };
+    expect(head.spilled).toBe(true);
+    expect(head.active.length).toBe(1000);
+    // The one removed last is found whether the head or the log holds it.
+    const oldest = all.at(-1)!;
+    expect(oldest.staging).not.toEqual([]);
+    expect(await listFresh(dir, { status: 'failed', withStaging: true, limit: 100_000 })).toHaveLength(1010);
   });
 });

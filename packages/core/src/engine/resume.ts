@@ -24,7 +24,7 @@ export interface Resumable {
 export async function findResumable(run: JobRun, manifest: Manifest): Promise<Resumable | null> {
   if (manifest.rootKind !== 'directory') return null;
   const store = run.context.store;
-  const [interrupted, running] = await Promise.all([store.listJobs({ status: 'interrupted', limit: 200 }), store.listJobs({ status: 'running', limit: 200 })]);
+  const [interrupted, running] = await Promise.all([store.listJobs({ status: 'interrupted', withStaging: true, limit: 200 }), store.listJobs({ status: 'running', limit: 200 })]);
   const candidates = [...interrupted, ...running];
   for (const summary of candidates) {
     if (summary.id === run.id || summary.mode !== run.settings.mode || summary.strategy !== 'DIRECT') continue;

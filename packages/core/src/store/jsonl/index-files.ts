@@ -11,7 +11,7 @@ export const INDEX_DIR = 'jobs';
 export const INDEX_HEAD = 'index.json';
 /**
  * Format of the head and its log. A head of another version is rebuilt from the trail:
- * 2 added `staging` to the summaries.
+ * 2 added `staging` to the summaries, and keeps in the head the finished jobs that have some.
  */
 export const INDEX_VERSION = 2;
 
@@ -37,8 +37,16 @@ export interface IndexHead {
   v: typeof INDEX_VERSION;
   trail: TrailPosition;
   log: LogRef | null;
-  /** Jobs not finished yet (created or running): few, and rewritten with the head. */
+  /**
+   * Jobs recovery and resume look for: not finished yet (created or running), or finished
+   * with staging left. Few, and rewritten with the head; finished ones are in the log too.
+   */
   active: IndexedJob[];
+  /**
+   * Whether such jobs ever outnumbered what the head keeps, so that some of them are in the
+   * log only: listings for them must then read the log.
+   */
+  spilled: boolean;
 }
 
 /** The head as read: `raw` tells whether it changed since (null when absent); `head` is null when absent or unreadable. */
@@ -93,10 +101,10 @@ function parseHead(raw: string): IndexHead | null {
     const json = unseal(raw.endsWith('\n') ? raw.slice(0, -1) : raw);
     if (json === null) return null;
     const head = JSON.parse(json) as Partial<IndexHead>;
-    if (head.v !== INDEX_VERSION || !isTrailPosition(head.trail) || !Array.isArray(head.active) || !head.active.every(isIndexedJob)) return null;
+    if (head.v !== INDEX_VERSION || typeof head.spilled !== 'boolean' || !isTrailPosition(head.trail) || !Array.isArray(head.active) || !head.active.every(isIndexedJob)) return null;
     const log = head.log;
     if (log !== null && !(log && typeof log.name === 'string' && /^summaries-[\w.-]+\.jsonl$/.test(log.name) && typeof log.size === 'number')) return null;
-    return { v: INDEX_VERSION, trail: head.trail, log, active: head.active };
+    return { v: INDEX_VERSION, trail: head.trail, log, active: head.active, spilled: head.spilled };
   } catch {
     return null;
   }

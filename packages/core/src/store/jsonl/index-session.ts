@@ -35,8 +35,16 @@ export const SUMMARY_EVENTS: ReadonlySet<string> = new Set([
 /** First bytes of those types (`j`, `p`, `s`): most lines (`file.*`) are rejected on one byte. */
 const SUMMARY_FIRST_BYTES: ReadonlySet<number> = new Set([0x6a, 0x70, 0x73]);
 const UNFINISHED: ReadonlySet<JobStatus> = new Set(['created', 'running']);
-/** Unfinished jobs kept in the head at most; beyond, the oldest go to the log (jobs whose runs died unrecorded). */
+/**
+ * Jobs kept in the head at most; beyond, the oldest go to the log only (jobs whose runs died
+ * unrecorded, staging no recovery could reach).
+ */
 const MAX_ACTIVE = 1000;
+
+/** Whether the head keeps a job: recovery or a resume may need it. */
+export function keptInHead(entry: IndexedJob): boolean {
+  return UNFINISHED.has(entry.s.status) || entry.s.staging.length > 0;
+}
 /** A rebuild writes finished jobs to its log once this many are held, so its memory stays bounded. */
 const REBUILD_FLUSH_AT = 2000;
 
@@ -51,6 +59,8 @@ export class IndexSession {
   pos: TrailPosition;
   log: LogRef | null;
   readonly active: Map<string, IndexedJob>;
+  /** See {@link IndexHead.spilled}. */
+  spilled: boolean;
   /** Entries changed by this session, not yet in the log or head. */
   readonly changed = new Map<string, IndexedJob>();
   readonly #jobsDir: string;
@@ -61,6 +71,9 @@ export class IndexSession {
   #ownLog: string | null = null;
   #logWritable = true;
   #committed = false;
+  /** A rebuild's changed entries already in its log, with the line number they were written at. */
+  readonly #logged = new Map<IndexedJob, number>();
+  #flushAt = REBUILD_FLUSH_AT;
 
   private constructor(jobsDir: string, auditDir: string, base: IndexBase, rebuild: boolean) {
     this.#jobsDir = jobsDir;
@@ -71,6 +84,7 @@ export class IndexSession {
     this.pos = head ? { ...head.trail } : { ...TRAIL_START };
     this.log = head ? head.log : null;
     this.active = new Map((head?.active ?? []).map((e) => [e.s.id, e]));
+    this.spilled = head?.spilled ?? false;
   }
 
   /** Continue from a head known to hold against the trail. */
@@ -119,7 +133,7 @@ export class IndexSession {
             mark: lineMark(buf.subarray(last[0], last[1])),
           };
         }
-        if (this.rebuilding && this.changed.size >= REBUILD_FLUSH_AT) await this.#flushFinished();
+        if (this.rebuilding && this.changed.size >= this.#flushAt) await this.#flushFinished();
       }
     }
   }
@@ -198,23 +212,22 @@ export class IndexSession {
     const active = new Map(this.active);
     const finished: IndexedJob[] = [];
     for (const [id, entry] of this.changed) {
-      if (UNFINISHED.has(entry.s.status)) active.set(id, entry);
-      else {
-        active.delete(id);
-        finished.push(entry);
-      }
+      if (keptInHead(entry)) active.set(id, entry);
+      else active.delete(id);
+      if (!UNFINISHED.has(entry.s.status) && this.#logged.get(entry) !== entry.r) finished.push(entry);
     }
     if (active.size > MAX_ACTIVE) {
       const oldest = [...active.values()].sort((a, b) => a.r - b.r).slice(0, active.size - MAX_ACTIVE);
       for (const entry of oldest) {
         active.delete(entry.s.id);
-        finished.push(entry);
+        if (UNFINISHED.has(entry.s.status)) finished.push(entry);
       }
+      this.spilled = true;
     }
     await mkdir(this.#jobsDir, { recursive: true });
     if (finished.length > 0 || this.rebuilding) await this.#appendToLog(finished);
     if (!this.#logWritable) throw new Error('the summary log cannot be written');
-    await writeIndexHead(this.#jobsDir, { v: INDEX_VERSION, trail: this.pos, log: this.log, active: [...active.values()] });
+    await writeIndexHead(this.#jobsDir, { v: INDEX_VERSION, trail: this.pos, log: this.log, active: [...active.values()], spilled: this.spilled });
     this.#committed = true;
     const previous = this.base.head?.log?.name;
     if (previous && previous !== this.log?.name) await unlink(join(this.#jobsDir, previous)).catch(() => undefined);
@@ -227,9 +240,15 @@ export class IndexSession {
 
   async #flushFinished(): Promise<void> {
     if (!this.#logWritable) return;
-    const finished = [...this.changed.values()].filter((e) => !UNFINISHED.has(e.s.status));
+    const finished = [...this.changed.values()].filter((e) => !UNFINISHED.has(e.s.status) && this.#logged.get(e) !== e.r);
     await this.#appendToLog(finished);
-    if (this.#logWritable) for (const e of finished) this.changed.delete(e.s.id);
+    if (!this.#logWritable) return;
+    for (const e of finished) {
+      // Those with staging left stay for the head.
+      if (keptInHead(e)) this.#logged.set(e, e.r);
+      else this.changed.delete(e.s.id);
+    }
+    this.#flushAt = this.changed.size + REBUILD_FLUSH_AT;
   }
 
   async #appendToLog(entries: readonly IndexedJob[]): Promise<void> {

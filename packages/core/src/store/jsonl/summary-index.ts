@@ -74,7 +74,8 @@ export class SummaryIndex {
     for (let attempt = 0; ; attempt++) {
       const session = await this.#readySession(distrust);
       try {
-        return await listFrom(session, await this.#rowsOfLog(session), this.#jobsDir, filter);
+        const logRows = answersFromHead(session, filter) ? NO_ROWS : await this.#rowsOfLog(session);
+        return await listFrom(session, logRows, this.#jobsDir, filter);
       } catch (error) {
         if (!(error instanceof IndexUnreadable) || attempt >= 2) throw error;
         // Read again: a rebuild may have replaced the log; if the head is the same, rebuild.
@@ -220,6 +221,18 @@ export class SummaryIndex {
       // Read-only store, mutex busy...: the answer is computed all the same.
     }
   }
+}
+
+const NO_ROWS: ReadonlyMap<string, Row> = new Map();
+
+/**
+ * Whether every job the filter can match is held in the head (or this session): unfinished
+ * jobs and jobs with staging left are, unless more of them than the head keeps ever
+ * existed. Recovery and resume ask only for those, so a transfer never reads the log.
+ */
+function answersFromHead(session: IndexSession, filter: JobFilter | undefined): boolean {
+  if (session.spilled || !filter) return false;
+  return filter.withStaging === true || filter.status === 'created' || filter.status === 'running';
 }
 
 /** Keep the newest row per job. */
