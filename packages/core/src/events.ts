@@ -180,7 +180,11 @@ export const JobFailedSchema = event(EventType.JobFailed, {
   durationMs: nonNegInt,
 });
 export const JobCancelledSchema = event(EventType.JobCancelled, { committed: z.boolean(), durationMs: nonNegInt });
-export const JobInterruptedSchema = event(EventType.JobInterrupted, { reason: z.string() });
+export const JobInterruptedSchema = event(EventType.JobInterrupted, {
+  reason: z.string(),
+  /** Staging recovery found in place and kept for the same request to resume (absent: unchanged). */
+  staging: z.array(z.string()).optional(),
+});
 export const StagingRemovedSchema = event(EventType.StagingRemoved, { portal: z.string(), path: z.string() });
 
 /** Schema of every event, discriminated by `type`. */

@@ -117,13 +117,24 @@ async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, 
       }
     }
   }
+  // Kept staging goes on record as found, so that a resume or a later recovery finds it
+  // even when the process died before recording it.
+  let kept: string[] | undefined;
+  if (keep && portal) {
+    kept = [];
+    for (const path of await leftoverCandidates(job, portal)) if ((await portal.adapter.stat(path)) !== null) kept.push(path);
+  }
   if (interrupt) {
     const reason = committed
       ? 'process ended after commit; the destination is complete, source files not yet deleted were kept'
       : keep
         ? 'process ended before commit; staging kept so the same request can resume'
         : 'process ended before commit; staging removed by recovery';
-    emitter.emit({ type: 'job.interrupted', reason: result.unreachable ? `${reason.split(';')[0]}; ${result.unreachable}` : reason });
+    emitter.emit({
+      type: 'job.interrupted',
+      reason: result.unreachable ? `${reason.split(';')[0]}; ${result.unreachable}` : reason,
+      ...(kept ? { staging: kept } : {}),
+    });
   }
   await emitter.flush();
   return result;

@@ -155,4 +155,25 @@ describe('recovery over a long history', () => {
     expect(await exists(join(env.dstDir, 'out', `.take.ketter-${f.jobId}.partial`))).toBe(false);
     expect(await store.getJob(f.jobId)).toMatchObject({ status: 'interrupted', staging: [] });
   });
+
+  test('a dead job that died before recording its staging: the staging kept goes on record, and the same request resumes it', async () => {
+    const f = new JobEventFactory({ host: hostname() });
+    const events = started(f).slice(0, 3); // created, started, plan: preflight.passed never recorded
+    events[1] = { ...events[1]!, pid: 2 ** 22 + 1 } as KetterEvent;
+    await store.append(events);
+    const staging = `out/.ketter-${f.jobId}.partial`;
+    await writeTree(env.dstDir, { [`${staging}/a.wav`]: 'a' });
+    await writeTree(env.srcDir, { 'take/a.wav': 'a', 'take/b.wav': 'b' });
+
+    const report = await recover({ store, portals: { dst: env.dst }, keepResumable: true });
+    expect(report.jobs).toMatchObject([{ jobId: f.jobId, keptForResume: true, removed: [] }]);
+    expect(await store.getJob(f.jobId)).toMatchObject({ status: 'interrupted', staging: [staging] });
+    expect((await store.listJobs({ status: 'interrupted', withStaging: true })).map((j) => j.id)).toEqual([f.jobId]);
+
+    const result = await transfer({ mode: 'copy', source: { portal: env.src, path: 'take' }, destination: { portal: env.dst, path: 'out' } }, { store });
+    expect(result.status).toBe('succeeded');
+    const job = await store.getJob(result.jobId);
+    expect(job!.events.find((e) => e.type === 'job.resumed')).toMatchObject({ fromJobId: f.jobId });
+    expect(await leftovers(join(env.dstDir, 'out'))).toEqual([]);
+  });
 });

@@ -78,6 +78,8 @@ export function applyEvent(job: JobSummary, e: KetterEvent): void {
       job.status = 'interrupted';
       job.finishedAt = e.ts;
       job.error = { code: 'IO_ERROR', message: `[ketter] job interrupted: ${e.reason}` };
+      // What recovery kept may not all be on record: a process can die before recording it.
+      if (e.staging !== undefined) job.staging = [...e.staging];
       break;
     default:
       break;
