@@ -1,9 +1,10 @@
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsonlStore } from '@ketter/core';
 import { JobEventFactory } from '@ketter/core/testing';
+import { Sshd } from '../../adapter-sftp/test/sshd.js';
 import { parseJson, removeDir, runCli, tempDir } from './helpers.js';
 
 /**
@@ -98,5 +99,90 @@ describe('ketter recover', () => {
     const next = await runCli(['transfer', '--from', source, '--to', join(root, 'out3'), '--json'], { env });
     expect(next.code).toBe(0);
     expect(next.stderr).toBe('');
+  });
+});
+
+describe('ketter recover and remote portals', () => {
+  let sshd: Sshd;
+  let root: string;
+  beforeAll(async () => {
+    sshd = await Sshd.start();
+    root = await tempDir();
+  });
+  afterAll(async () => {
+    await sshd?.stop();
+    await removeDir(root);
+  });
+
+  it('connects the remote portal of an ended job whose rollback left staging there, and removes it; a transfer start does not', async () => {
+    const remoteRoot = join(root, 'remote');
+    const storeDir = join(root, 'store');
+    await mkdir(join(remoteRoot, 'in'), { recursive: true });
+    const knownHosts = join(root, 'known_hosts');
+    await writeFile(knownHosts, sshd.knownHostsLines());
+    const config = join(root, 'ketter.yaml');
+    await writeFile(
+      config,
+      [
+        `store: ${JSON.stringify(storeDir)}`,
+        'portals:',
+        '  qc:',
+        '    type: sftp',
+        `    host: ${sshd.host}`,
+        `    port: ${sshd.port}`,
+        '    username: root',
+        `    root: ${JSON.stringify(remoteRoot)}`,
+        `    hostKey: { knownHosts: ${JSON.stringify(knownHosts)} }`,
+        `    auth: { privateKeyPath: ${JSON.stringify(sshd.userKeyPath)} }`,
+        '',
+      ].join('\n'),
+    );
+    // A job that failed and could not remove its staging on the remote host (the link dropped).
+    const store = new JsonlStore({ dir: storeDir });
+    await store.open();
+    const f = new JobEventFactory({ host: hostname() });
+    const staging = `in/.Reel 4.ketter-${f.jobId}.partial`;
+    await store.append([
+      f.next('job.created', {
+        mode: 'copy',
+        source: { portal: 'local', path: join(root, 'Reel 4').replace(/^\/+/, '') },
+        destination: { portal: 'qc', path: 'in' },
+        algorithm: 'sha256',
+        onConflict: 'fail',
+        requestedStrategy: 'auto',
+      }),
+      f.next('job.started', { pid: process.pid }),
+      f.next('plan.decided', {
+        strategy: 'DIRECT',
+        forced: false,
+        rootKind: 'directory',
+        nFiles: 1,
+        totalBytes: 4,
+        avgSizeBytes: 4,
+        reason: 'few or large files',
+        thresholds: { files: 1000, avgSizeBytes: 4 << 20 },
+      }),
+      f.next('preflight.passed', { requiredBytes: 5, freeBytes: null, staging }),
+      f.next('job.failed', { error: { code: 'CONNECTION_ERROR', message: 'link dropped (rollback incomplete)' }, committed: false, durationMs: 9 }),
+    ]);
+    await store.close();
+    await mkdir(join(remoteRoot, staging, 'audio'), { recursive: true });
+    await writeFile(join(remoteRoot, staging, 'audio', 'take.wav'), 'take');
+
+    // The recovery at a transfer's start opens no remote connection for it.
+    const source = join(root, 'Reel 5');
+    await mkdir(source);
+    await writeFile(join(source, 'a.wav'), 'a');
+    const transfer = await runCli(['--config', config, 'transfer', '--from', source, '--to', join(root, 'out'), '--json']);
+    expect(transfer.code, transfer.stderr).toBe(0);
+    expect(transfer.stderr).toBe('');
+    expect((await stat(join(remoteRoot, staging))).isDirectory()).toBe(true);
+
+    const run = await runCli(['--config', config, 'recover', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const report = parseJson<{ jobs: { jobId: string; removed: string[]; unreachable: string | null }[] }>(run.stdout);
+    expect(report.jobs).toEqual([expect.objectContaining({ jobId: f.jobId, removed: [`qc:${staging}`], unreachable: null })]);
+    expect(await readdir(join(remoteRoot, 'in'))).toEqual([]);
+    expect(parseJson<{ jobs: unknown[] }>((await runCli(['--config', config, 'recover', '--json'])).stdout).jobs).toEqual([]);
   });
 });

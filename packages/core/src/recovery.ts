@@ -30,7 +30,7 @@ export interface RecoveredJob {
   committed: boolean;
   /** Staging paths and archives removed, as `portal:path`. */
   removed: string[];
-  /** Why staging could not be checked (portal not configured here), if so. */
+  /** Why staging could not be checked (its portal not configured or not reachable here), if so. */
   unreachable: string | null;
   /** Staging kept for a later run of the same request to resume (`keepResumable`). */
   keptForResume: boolean;
@@ -100,7 +100,7 @@ async function recoverJob(job: JobDetail, portals: ReadonlyMap<string, Portal>, 
   const portal = portals.get(job.destination.portal);
   if (!committed && !keep) {
     if (!portal) {
-      result.unreachable = `portal '${job.destination.portal}' is not configured here`;
+      result.unreachable = `portal '${job.destination.portal}' is not available here (not configured, or could not be reached)`;
     } else {
       const gone = new Set<string>();
       for (const path of await leftoverCandidates(job, portal)) {

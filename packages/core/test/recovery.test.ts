@@ -114,12 +114,12 @@ describe('recovery over a long history', () => {
     expect(store.reads).toBe(0);
   });
 
-  test('staging on a portal not configured here is reported each time and left in place', async () => {
+  test('staging on a portal not available here is reported each time and left in place', async () => {
     const f = new JobEventFactory({ host: hostname() });
     await store.append([...started(f), f.next('job.failed', { error: { code: 'IO_ERROR', message: 'rollback incomplete' }, committed: false, durationMs: 2 })]);
     for (let i = 0; i < 2; i++) {
       const report = await recover({ store, portals: {} });
-      expect(report.jobs).toMatchObject([{ jobId: f.jobId, removed: [], unreachable: "portal 'dst' is not configured here" }]);
+      expect(report.jobs).toMatchObject([{ jobId: f.jobId, removed: [], unreachable: "portal 'dst' is not available here (not configured, or could not be reached)" }]);
     }
     expect((await store.getJob(f.jobId))!.staging).toEqual([`out/.take.ketter-${f.jobId}.partial`]);
   });

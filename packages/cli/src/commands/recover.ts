@@ -8,20 +8,24 @@ import { describeStore, openStore } from '../store.js';
 
 /**
  * Portals a recovery may need: the destination portal of every job still recorded as
- * running whose lock is not held by a live process. Only those are connected, so a
- * recovery with nothing to do opens no connection. A portal that cannot be reached here
- * is left out; recovery then reports the job's staging as unreachable.
+ * running whose lock is not held by a live process, and with `ended`, of every ended job
+ * with staging left. Only those are connected, so a recovery with nothing to do opens no
+ * connection. A portal that cannot be reached here is left out; recovery then reports the
+ * job's staging as unreachable.
  */
-async function portalsFor(store: Store, registry: PortalRegistry, loaded: LoadedConfig, known: readonly Portal[]): Promise<Map<string, Portal>> {
-  const [running, created, locks] = await Promise.all([
+async function portalsFor(store: Store, registry: PortalRegistry, loaded: LoadedConfig, known: readonly Portal[], ended: boolean): Promise<Map<string, Portal>> {
+  const [running, created, staged, locks] = await Promise.all([
     store.listJobs({ status: 'running', limit: 10_000 }),
     store.listJobs({ status: 'created', limit: 10_000 }),
+    ended ? store.listJobs({ withStaging: true, limit: 10_000 }) : [],
     store.listLocks(),
   ]);
   const live = new Set(locks.filter((l) => l.alive).map((l) => l.jobId));
   const names = new Set([...running, ...created].filter((job) => !live.has(job.id)).map((job) => job.destination.portal));
-  // Ended jobs may also have left staging (a rollback that could not finish): local and
-  // configured fs portals cost nothing to open, so they are always offered.
+  for (const job of staged) if (job.status !== 'running' && job.status !== 'created') names.add(job.destination.portal);
+  // Without `ended` (the recovery at the start of every transfer), only portals that cost
+  // nothing to open are offered for ended jobs: a remote host that is down would otherwise
+  // hold up every transfer until it came back.
   names.add(LOCAL_PORTAL);
   for (const [name, settings] of Object.entries(loaded.config.portals ?? {})) if (settings.type === 'fs') names.add(name);
   const portals = new Map<string, Portal>();
@@ -42,16 +46,17 @@ async function portalsFor(store: Store, registry: PortalRegistry, loaded: Loaded
 /**
  * Recover jobs whose process died: remove the hidden staging and archives they left and
  * record `job.interrupted`. `known` portals (a transfer's own) are used before any new
- * connection is made.
+ * connection is made. Remote portals are connected for ended jobs' staging only with
+ * `connectForEnded` (`ketter recover`), not at the start of a transfer.
  */
 export async function recoverInterrupted(
   store: Store,
   registry: PortalRegistry,
   loaded: LoadedConfig,
   known: readonly Portal[] = [],
-  options: { operator?: string; keepResumable?: boolean } = {},
+  options: { operator?: string; keepResumable?: boolean; connectForEnded?: boolean } = {},
 ): Promise<RecoveryReport> {
-  const portals = await portalsFor(store, registry, loaded, known);
+  const portals = await portalsFor(store, registry, loaded, known, options.connectForEnded === true);
   return recover({
     store,
     portals,
@@ -91,6 +96,7 @@ export async function recoverCommand(flags: { json?: boolean; keepResumable?: bo
   try {
     report = await recoverInterrupted(store, registry, loaded, [], {
       keepResumable: flags.keepResumable === true,
+      connectForEnded: true,
       ...(loaded.config.operator === undefined ? {} : { operator: loaded.config.operator }),
     });
   } finally {
