@@ -27,7 +27,7 @@ const histories = args.histories.split(',').map(Number);
 const root = args.dir;
 const dist = (path) => new URL(`../packages/${path}`, import.meta.url).href;
 const { JsonlStore } = await import(dist('core/dist/index.js'));
-const { JobEventFactory } = await import(dist('core/dist/testing/index.js'));
+const { JobEventFactory, jobStart } = await import(dist('core/dist/testing/index.js'));
 const cli = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
 
 const DAY_MS = 86_400_000;
@@ -38,21 +38,7 @@ function pastJob(startMs, outcome, host) {
   const f = new JobEventFactory({ start: new Date(startMs), host });
   const destination = { portal: 'local', path: 'archive/out' };
   const staging = `archive/out/.ketter-${f.jobId}.partial`;
-  const events = [
-    f.next('job.created', { mode: 'copy', source: { portal: 'local', path: 'archive/in' }, destination, algorithm: 'sha256', onConflict: 'fail', requestedStrategy: 'auto' }),
-    f.next('job.started', { pid: 4242 }),
-    f.next('plan.decided', {
-      strategy: 'DIRECT',
-      forced: false,
-      rootKind: 'directory',
-      nFiles: 4,
-      totalBytes: 4096,
-      avgSizeBytes: 1024,
-      reason: 'few or large files',
-      thresholds: { files: 1000, avgSizeBytes: 4 << 20 },
-    }),
-    f.next('preflight.passed', { requiredBytes: 4506, freeBytes: null, staging }),
-  ];
+  const events = jobStart(f, { source: { portal: 'local', path: 'archive/in' }, destination, files: 4, staging });
   if (outcome === 'running') return events;
   for (let i = 0; i < 4; i++) {
     const path = `take ${i}.wav`;

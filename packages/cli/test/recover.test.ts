@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsonlStore } from '@ketter/core';
-import { JobEventFactory } from '@ketter/core/testing';
+import { JobEventFactory, jobStart } from '@ketter/core/testing';
 import { Sshd } from '../../adapter-sftp/test/sshd.js';
 import { parseJson, removeDir, runCli, tempDir } from './helpers.js';
 
@@ -143,26 +143,7 @@ describe('ketter recover and remote portals', () => {
     const f = new JobEventFactory({ host: hostname() });
     const staging = `in/.Reel 4.ketter-${f.jobId}.partial`;
     await store.append([
-      f.next('job.created', {
-        mode: 'copy',
-        source: { portal: 'local', path: join(root, 'Reel 4').replace(/^\/+/, '') },
-        destination: { portal: 'qc', path: 'in' },
-        algorithm: 'sha256',
-        onConflict: 'fail',
-        requestedStrategy: 'auto',
-      }),
-      f.next('job.started', { pid: process.pid }),
-      f.next('plan.decided', {
-        strategy: 'DIRECT',
-        forced: false,
-        rootKind: 'directory',
-        nFiles: 1,
-        totalBytes: 4,
-        avgSizeBytes: 4,
-        reason: 'few or large files',
-        thresholds: { files: 1000, avgSizeBytes: 4 << 20 },
-      }),
-      f.next('preflight.passed', { requiredBytes: 5, freeBytes: null, staging }),
+      ...jobStart(f, { source: { portal: 'local', path: join(root, 'Reel 4').slice(1) }, destination: { portal: 'qc', path: 'in' }, files: 1, staging, pid: process.pid }),
       f.next('job.failed', { error: { code: 'CONNECTION_ERROR', message: 'link dropped (rollback incomplete)' }, committed: false, durationMs: 9 }),
     ]);
     await store.close();

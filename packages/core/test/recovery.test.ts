@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { JsonlStore, KetterError, recover, transfer, type JobDetail, type KetterEvent } from '@ketter/core';
-import { FaultyAdapter, JobEventFactory } from '@ketter/core/testing';
+import { FaultyAdapter, JobEventFactory, jobStart } from '@ketter/core/testing';
 import { exists, failure, leftovers, makeEnv, writeTree, type TestEnv } from './support/env.js';
 
 /** The embedded store, counting the jobs it is asked to read in full. */
@@ -16,28 +16,8 @@ class CountingStore extends JsonlStore {
 
 /** One job's events up to its staging, as the engine records them. */
 function started(f: JobEventFactory, dest = 'out'): KetterEvent[] {
-  return [
-    f.next('job.created', {
-      mode: 'copy',
-      source: { portal: 'src', path: 'take' },
-      destination: { portal: 'dst', path: dest },
-      algorithm: 'sha256',
-      onConflict: 'fail',
-      requestedStrategy: 'auto',
-    }),
-    f.next('job.started', { pid: process.pid }),
-    f.next('plan.decided', {
-      strategy: 'DIRECT',
-      forced: false,
-      rootKind: 'directory',
-      nFiles: 1,
-      totalBytes: 1,
-      avgSizeBytes: 1,
-      reason: 'few or large files',
-      thresholds: { files: 1000, avgSizeBytes: 4 << 20 },
-    }),
-    f.next('preflight.passed', { requiredBytes: 2, freeBytes: null, staging: `${dest}/.take.ketter-${f.jobId}.partial` }),
-  ];
+  const staging = `${dest}/.take.ketter-${f.jobId}.partial`;
+  return jobStart(f, { source: { portal: 'src', path: 'take' }, destination: { portal: 'dst', path: dest }, files: 1, fileBytes: 1, staging, pid: process.pid });
 }
 
 /** A history of failed jobs whose rollback removed their staging, as most failures end. */

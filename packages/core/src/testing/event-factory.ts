@@ -75,17 +75,64 @@ export class JobEventFactory {
 /** How a generated job ends; `running` stops after the copies, `created` after the first event. */
 export type JobOutcome = 'succeeded' | 'failed' | 'cancelled' | 'running' | 'created';
 
-/** Options of {@link jobEvents}. */
-export interface JobEventsOptions extends EventFactoryOptions {
-  outcome?: JobOutcome;
+/** Options of {@link jobStart}. */
+export interface JobStartOptions {
   mode?: Mode;
   strategy?: Strategy;
-  /** Files copied and verified (two events each). Default 3. */
+  /** Files the plan counts. Default 3. */
   files?: number;
   /** Bytes per file. Default 1024. */
   fileBytes?: number;
   source?: Endpoint;
   destination?: Endpoint;
+  /** Staging recorded by `preflight.passed`. Default `<destination>/.ketter-<job id>.partial`. */
+  staging?: string;
+  /** Pid recorded by `job.started`. Default 4242. */
+  pid?: number;
+}
+
+/**
+ * The first events of a job, up to the staging it creates, as the engine writes them:
+ * `job.created`, `job.started`, `plan.decided` (a directory) and `preflight.passed`. Go on
+ * with `f.next(...)` for what the job does next.
+ */
+export function jobStart(f: JobEventFactory, options: JobStartOptions = {}): KetterEvent[] {
+  const strategy = options.strategy ?? 'DIRECT';
+  const files = options.files ?? 3;
+  const fileBytes = options.fileBytes ?? 1024;
+  const totalBytes = files * fileBytes;
+  const destination = options.destination ?? { portal: 'dubbing', path: 'incoming' };
+  return [
+    f.next('job.created', {
+      mode: options.mode ?? 'copy',
+      source: options.source ?? { portal: 'ingest', path: 'sessions/EP101' },
+      destination,
+      algorithm: 'sha256',
+      onConflict: 'fail',
+      requestedStrategy: 'auto',
+    }),
+    f.next('job.started', { pid: options.pid ?? 4242 }),
+    f.next('plan.decided', {
+      strategy,
+      forced: false,
+      rootKind: 'directory',
+      nFiles: files,
+      totalBytes,
+      avgSizeBytes: files === 0 ? 0 : fileBytes,
+      reason: strategy === 'ZIP_FIRST' ? 'many small files' : 'few or large files',
+      thresholds: { files: 1000, avgSizeBytes: 4 * 1024 * 1024 },
+    }),
+    f.next('preflight.passed', {
+      requiredBytes: totalBytes,
+      freeBytes: null,
+      staging: options.staging ?? `${destination.path === '' ? '' : `${destination.path}/`}.ketter-${f.jobId}.partial`,
+    }),
+  ];
+}
+
+/** Options of {@link jobEvents}. */
+export interface JobEventsOptions extends EventFactoryOptions, Omit<JobStartOptions, 'staging' | 'pid'> {
+  outcome?: JobOutcome;
   /** Error of a failed job. */
   error?: ErrorInfo;
 }
@@ -98,38 +145,13 @@ export interface JobEventsOptions extends EventFactoryOptions {
 export function jobEvents(options: JobEventsOptions = {}): KetterEvent[] {
   const f = new JobEventFactory(options);
   const outcome = options.outcome ?? 'succeeded';
-  const mode = options.mode ?? 'copy';
   const strategy = options.strategy ?? 'DIRECT';
   const files = options.files ?? 3;
   const fileBytes = options.fileBytes ?? 1024;
   const totalBytes = files * fileBytes;
-  const source = options.source ?? { portal: 'ingest', path: 'sessions/EP101' };
   const destination = options.destination ?? { portal: 'dubbing', path: 'incoming' };
-  const events: KetterEvent[] = [
-    f.next('job.created', {
-      mode,
-      source,
-      destination,
-      algorithm: 'sha256',
-      onConflict: 'fail',
-      requestedStrategy: 'auto',
-    }),
-  ];
-  if (outcome === 'created') return events;
-  events.push(
-    f.next('job.started', { pid: 4242 }),
-    f.next('plan.decided', {
-      strategy,
-      forced: false,
-      rootKind: 'directory',
-      nFiles: files,
-      totalBytes,
-      avgSizeBytes: files === 0 ? 0 : fileBytes,
-      reason: strategy === 'ZIP_FIRST' ? 'many small files' : 'few or large files',
-      thresholds: { files: 1000, avgSizeBytes: 4 * 1024 * 1024 },
-    }),
-    f.next('preflight.passed', { requiredBytes: totalBytes, freeBytes: null, staging: `incoming/.ketter-${f.jobId}.partial` }),
-  );
+  const events = jobStart(f, options);
+  if (outcome === 'created') return events.slice(0, 1);
   for (let i = 0; i < files; i++) {
     const path = `EP101/audio/track-${String(i).padStart(5, '0')}.wav`;
     const hash = createHash('sha256').update(`${f.jobId}/${path}`).digest('hex');

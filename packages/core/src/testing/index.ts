@@ -12,7 +12,7 @@ export {
 } from './adapter-suite.js';
 export { describeStoreConformance, type StoreSuiteOptions, type StoreFixture } from './store-suite.js';
 export { FaultyAdapter, type Fault, type FaultOperation, type FaultKind, type FiredFault } from './faulty-adapter.js';
-export { jobEvents, JobEventFactory } from './event-factory.js';
+export { jobEvents, jobStart, JobEventFactory, type JobStartOptions } from './event-factory.js';
 export {
   snapshotTree,
   checkTransferInvariants,

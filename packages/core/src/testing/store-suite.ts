@@ -3,7 +3,7 @@ import { KetterEventSchema, type KetterEvent } from '../events.js';
 import { reduceJob } from '../store/job-state.js';
 import type { JobSummary, LockLease, Store } from '../store.js';
 import type { TestApi } from './adapter-suite.js';
-import { JobEventFactory, jobEvents } from './event-factory.js';
+import { JobEventFactory, jobEvents, jobStart } from './event-factory.js';
 
 export type { TestApi };
 
@@ -262,21 +262,7 @@ export function describeStoreConformance(api: TestApi, factory: () => Promise<St
 
       test('staging: what a job created and has not recorded removing, and the withStaging filter', async () => {
         const destination = { portal: 'dubbing', path: 'incoming' };
-        const plan = (f: JobEventFactory, strategy: 'DIRECT' | 'ZIP_FIRST') => [
-          f.next('job.created', { mode: 'copy', source: { portal: 'ingest', path: 'EP101' }, destination, algorithm: 'sha256', onConflict: 'fail', requestedStrategy: 'auto' }),
-          f.next('job.started', { pid: 4242 }),
-          f.next('plan.decided', {
-            strategy,
-            forced: false,
-            rootKind: 'directory',
-            nFiles: 1,
-            totalBytes: 1024,
-            avgSizeBytes: 1024,
-            reason: 'test',
-            thresholds: { files: 1000, avgSizeBytes: 4 << 20 },
-          }),
-          f.next('preflight.passed', { requiredBytes: 1127, freeBytes: null, staging: `incoming/.ketter-${f.jobId}.partial` }),
-        ];
+        const plan = (f: JobEventFactory, strategy: 'DIRECT' | 'ZIP_FIRST') => jobStart(f, { strategy, destination, files: 1 });
         // A ZIP_FIRST job whose rollback removed its staging directory but not its archive.
         const zip = new JobEventFactory({ start: at(0) });
         const zipStaging = `incoming/.ketter-${zip.jobId}.partial`;
