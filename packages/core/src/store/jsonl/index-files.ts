@@ -7,7 +7,7 @@ import { isTrailPosition, type TrailPosition } from './trail-position.js';
 
 /** Directory of the job summary index, beside `audit/`. */
 export const INDEX_DIR = 'jobs';
-/** The index head: how far into the trail the index is valid, its log, and the unfinished jobs. */
+/** The index head: how far into the trail the index is valid, its log, and the jobs recovery looks for. */
 export const INDEX_HEAD = 'index.json';
 /**
  * Format of the head and its log. A head of another version is rebuilt from the trail:

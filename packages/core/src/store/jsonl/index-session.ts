@@ -40,13 +40,13 @@ const UNFINISHED: ReadonlySet<JobStatus> = new Set(['created', 'running']);
  * unrecorded, staging no recovery could reach).
  */
 const MAX_ACTIVE = 1000;
-
-/** Whether the head keeps a job: recovery or a resume may need it. */
-export function keptInHead(entry: IndexedJob): boolean {
-  return UNFINISHED.has(entry.s.status) || entry.s.staging.length > 0;
-}
 /** A rebuild writes finished jobs to its log once this many are held, so its memory stays bounded. */
 const REBUILD_FLUSH_AT = 2000;
+
+/** Whether the head keeps a job: recovery or a resume may need it. */
+function keptInHead(entry: IndexedJob): boolean {
+  return UNFINISHED.has(entry.s.status) || entry.s.staging.length > 0;
+}
 
 /**
  * One pass of work on the index: start from its head (or from nothing, to rebuild it),
