@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { FsAdapter } from '@ketter/adapter-fs';
 import { KetterError, Portal, transfer, type ListEntry, type ListOptions } from '@ketter/core';
-import { LocalWalkError, localFileSizes } from '../src/engine/local-tree.js';
+import { LocalWalkError, walkLocalFiles } from '../src/engine/local-tree.js';
 import { makeEnv, writeTree, type TestEnv } from './support/env.js';
 
 let env: TestEnv;
@@ -46,12 +46,12 @@ async function session(): Promise<void> {
   await writeTree(env.srcDir, files);
 }
 
-async function run(tamper: (finalAbs: string) => void, local: boolean): Promise<{ error: KetterError; lists: number }> {
+async function run(tamper: (finalAbs: string) => void, local: boolean, strategy: 'direct' | 'zip' = 'direct'): Promise<{ error: KetterError; lists: number }> {
   const adapter = new TamperingFsAdapter(env.dstDir, tamper, local);
   await adapter.connect();
   const error = await transfer(
     { mode: 'copy', source: { portal: env.src, path: 'Session' }, destination: { portal: new Portal('dst', adapter), path: 'out' } },
-    { store: env.store, onEvent: env.onEvent, strategy: 'direct' },
+    { store: env.store, onEvent: env.onEvent, strategy },
   ).then(
     () => {
       throw new Error('expected the re-check to fail the job');
@@ -62,6 +62,17 @@ async function run(tamper: (finalAbs: string) => void, local: boolean): Promise<
 }
 
 describe('the re-check after commit', () => {
+  test('ZIP_FIRST is re-checked the same way', async () => {
+    await session();
+    const truncated = await run((finalAbs) => truncateSync(join(finalAbs, 'Audio Files/take 7.wav'), 3), true, 'zip');
+    expect(truncated.error.message).toContain('out/Session/Audio Files/take 7.wav is 3 B');
+    await env.cleanup();
+    env = await makeEnv();
+    await session();
+    const removed = await run((finalAbs) => unlinkSync(join(finalAbs, 'Bounced Files/take 4.wav')), true, 'zip');
+    expect(removed.error.message).toContain('out/Session/Bounced Files/take 4.wav missing');
+  });
+
   for (const local of [true, false]) {
     const how = local ? 'listed on the lane workers' : 'listed through the adapter';
     test(`a file truncated after the rename is caught (${how})`, async () => {
@@ -96,7 +107,17 @@ describe('the re-check after commit', () => {
   }
 });
 
-describe('localFileSizes', () => {
+/** Every file a walk hands over, by path; a path handed over twice fails the test. */
+async function localFileSizes(absDir: string, relDir: string): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  await walkLocalFiles(absDir, relDir, (path, size) => {
+    if (sizes.has(path)) throw new Error(`${path} listed twice`);
+    sizes.set(path, size);
+  });
+  return sizes;
+}
+
+describe('walkLocalFiles', () => {
   test('lists every regular file of a wide, deep tree with its size, never through links', async () => {
     const root = join(env.root, 'tree');
     const want = new Map<string, number>();
@@ -132,5 +153,24 @@ describe('localFileSizes', () => {
     expect(error).toBeInstanceOf(LocalWalkError);
     expect(error).toMatchObject({ code: 'ENOENT', path: 'out/no such dir' });
     expect((error as Error).message).not.toContain(env.root);
+  });
+
+  test('a visitor that throws fails the walk with its error, and the walk stops handing out folders', async () => {
+    const root = join(env.root, 'many');
+    for (let d = 0; d < 40; d++) {
+      mkdirSync(join(root, `d${d}`), { recursive: true });
+      for (let f = 0; f < 100; f++) writeFileSync(join(root, `d${d}`, `f${f}.wav`), 'x');
+    }
+    let seen = 0;
+    const refused = new Error('refused by the visitor');
+    await expect(
+      walkLocalFiles(root, 'many', () => {
+        seen += 1;
+        throw refused;
+      }),
+    ).rejects.toBe(refused);
+    // One throw per answer at most: the rest of an answer is dropped, no answer is asked for after it.
+    expect(seen).toBeGreaterThan(0);
+    expect(seen).toBeLessThan(40);
   });
 });

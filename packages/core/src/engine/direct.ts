@@ -69,7 +69,6 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
     await forEachLimit(files, run.runtime.concurrency, (entry) => run.assertSourceUnchanged(entry));
   }
   await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
-  staged.sort((a, b) => (a.entry.path < b.entry.path ? -1 : 1));
   await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), manifest.rootKind);
   const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
   return run.succeed('DIRECT', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });

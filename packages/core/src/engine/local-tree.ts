@@ -31,19 +31,19 @@ export class LocalWalkError extends Error {
 }
 
 /**
- * The size of every regular file below the local directory `absDir` (root-relative `relDir`,
- * for messages), by `/`-separated path relative to it, listed on the local lane's worker
- * threads. The same walk as an adapter's listing — `readdir` and an `lstat` per entry,
- * links reported and never followed — but with synchronous calls (a few µs each, against
- * several times that in main-thread work per asynchronous call), shared between the
- * workers a directory frontier at a time. Worth it where the workers are already running;
- * it spawns them otherwise.
+ * Every regular file below the local directory `absDir` (root-relative `relDir`, for
+ * messages), handed to `onFile` with its `/`-separated path relative to it and its size,
+ * listed on the local lane's worker threads. The same walk as an adapter's listing —
+ * `readdir` and an `lstat` per entry, links reported and never followed — but with
+ * synchronous calls (a few µs each, against several times that in main-thread work per
+ * asynchronous call), shared between the workers a directory frontier at a time. Worth it
+ * where the workers are already running; it spawns them otherwise. Nothing is collected:
+ * the walk holds one answer of each worker at a time, however large the tree.
  *
  * Throws a {@link LocalWalkError} when `absDir` is not a directory, a directory cannot be
  * read or an entry vanishes.
  */
-export async function localFileSizes(absDir: string, relDir: string): Promise<Map<string, number>> {
-  const sizes = new Map<string, number>();
+export async function walkLocalFiles(absDir: string, relDir: string, onFile: (path: string, size: number) => void): Promise<void> {
   const frontier: string[] = [''];
   const slots = laneWorkerCount();
   let inFlight = 0;
@@ -58,7 +58,12 @@ export async function localFileSizes(absDir: string, relDir: string): Promise<Ma
         return;
       }
       const { paths, kinds, sizes: bytes, pending } = answer;
-      for (let i = 0; i < paths.length; i++) if (kinds[i] === FILE) sizes.set(paths[i] as string, bytes[i] as number);
+      try {
+        for (let i = 0; i < paths.length; i++) if (kinds[i] === FILE) onFile(paths[i] as string, bytes[i] as number);
+      } catch (error) {
+        failure ??= { error };
+        return;
+      }
       for (const dir of pending) frontier.push(dir);
     };
     // Hand out the frontier in equal shares to free workers; each answer brings more of it.
@@ -83,5 +88,4 @@ export async function localFileSizes(absDir: string, relDir: string): Promise<Ma
     pump();
   });
   if (failure !== null) throw (failure as { error: unknown }).error;
-  return sizes;
 }
