@@ -11,7 +11,7 @@ export * from './hash/algorithms.js';
 export { createHasher, hashStream, type Hasher } from './hash/hasher.js';
 export { Portal } from './portal.js';
 export { normalizeRelative, joinPath, baseName, parentPath, pathsOverlap } from './paths.js';
-export type * from './manifest.js';
+export { ManifestEntries, type Manifest, type ManifestEntry, type ManifestRow } from './manifest.js';
 export { scan, type ScanOptions, type SymlinkPolicy } from './scan.js';
 export { plan, summarizePlan, DEFAULT_THRESHOLDS, type PlanSummary, type PlanOptions, type Thresholds, type TransferPlan, type StrategyChoice } from './plan.js';
 export type * from './store.js';

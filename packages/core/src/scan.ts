@@ -1,5 +1,5 @@
 import { ErrorCode, KetterError, throwIfAborted } from './errors.js';
-import type { Manifest, ManifestEntry } from './manifest.js';
+import { ManifestBuilder, ManifestEntries, type Manifest } from './manifest.js';
 import { baseName, joinPath, normalizeRelative } from './paths.js';
 import type { Portal } from './portal.js';
 
@@ -34,8 +34,8 @@ export async function scan(portal: Portal, path: string, options: ScanOptions = 
   const source = { portal: portal.name, path };
   const name = baseName(path);
   if (root.kind === 'file') {
-    const entry: ManifestEntry = { path: '', kind: 'file', size: root.size, mtimeMs: root.mtimeMs, mode: root.mode };
-    return { source, rootKind: 'file', name, root: { mtimeMs: root.mtimeMs, mode: root.mode }, entries: [entry], nFiles: 1, totalBytes: root.size, skippedSymlinks: [] };
+    const entries = ManifestEntries.from([{ path: '', kind: 'file', size: root.size, mtimeMs: root.mtimeMs, mode: root.mode }]);
+    return { source, rootKind: 'file', name, root: { mtimeMs: root.mtimeMs, mode: root.mode }, entries, nFiles: 1, totalBytes: root.size, skippedSymlinks: [] };
   }
   if (root.kind !== 'directory') {
     throw new KetterError(ErrorCode.SYMLINK_NOT_ALLOWED, `source is not a regular file or directory: ${portal.describe(path)}`, {
@@ -44,7 +44,7 @@ export async function scan(portal: Portal, path: string, options: ScanOptions = 
     });
   }
 
-  const entries: ManifestEntry[] = [];
+  const entries = new ManifestBuilder();
   const skippedSymlinks: string[] = [];
   let nFiles = 0;
   let totalBytes = 0;
@@ -54,11 +54,11 @@ export async function scan(portal: Portal, path: string, options: ScanOptions = 
     const rel = normalizeRelative(item.path, portal.name);
     if (rel === '') continue;
     if (item.kind === 'file') {
-      entries.push({ path: rel, kind: 'file', size: item.size, mtimeMs: item.mtimeMs, mode: item.mode });
+      entries.add({ path: rel, kind: 'file', size: item.size, mtimeMs: item.mtimeMs, mode: item.mode });
       nFiles += 1;
       totalBytes += item.size;
     } else if (item.kind === 'directory') {
-      entries.push({ path: rel, kind: 'directory', size: 0, mtimeMs: item.mtimeMs, mode: item.mode });
+      entries.add({ path: rel, kind: 'directory', size: 0, mtimeMs: item.mtimeMs, mode: item.mode });
     } else if (policy === 'skip') {
       skippedSymlinks.push(rel);
     } else {
@@ -70,7 +70,6 @@ export async function scan(portal: Portal, path: string, options: ScanOptions = 
       );
     }
   }
-  // Parents before children, and a stable order for reproducible archives and events.
-  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { source, rootKind: 'directory', name, root: { mtimeMs: root.mtimeMs, mode: root.mode }, entries, nFiles, totalBytes, skippedSymlinks };
+  // Sorted by path: parents before children, and a stable order for reproducible archives and events.
+  return { source, rootKind: 'directory', name, root: { mtimeMs: root.mtimeMs, mode: root.mode }, entries: entries.finish(), nFiles, totalBytes, skippedSymlinks };
 }

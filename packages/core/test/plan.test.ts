@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { DEFAULT_THRESHOLDS, plan, type Manifest } from '@ketter/core';
+import { DEFAULT_THRESHOLDS, ManifestEntries, plan, type Manifest } from '@ketter/core';
 
 function manifest(nFiles: number, avg: number, rootKind: 'file' | 'directory' = 'directory'): Manifest {
   return {
@@ -7,7 +7,7 @@ function manifest(nFiles: number, avg: number, rootKind: 'file' | 'directory' = 
     rootKind,
     name: 'x',
     root: { mtimeMs: 0, mode: 0o755 },
-    entries: [],
+    entries: ManifestEntries.from([]),
     nFiles,
     totalBytes: nFiles * avg,
     skippedSymlinks: [],

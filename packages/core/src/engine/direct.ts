@@ -1,10 +1,11 @@
 import { ErrorCode, KetterError, throwIfAborted } from '../errors.js';
-import type { ManifestEntry } from '../manifest.js';
+import type { ManifestEntries, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
 import type { TransferPlan } from '../plan.js';
 import { commitStaging } from './commit.js';
 import { copyAndHash, copyVerifyOverlapped, OVERLAP_VERIFY_BYTES, type CopiedFile } from './file-copy.js';
 import { OFF_THREAD_ALGORITHMS } from '../hash/offthread.js';
+import { HashedFiles } from './hashed-files.js';
 import type { JobRun, StagedFile } from './job-run.js';
 import { forEachLimit, forEachWithin } from './pool.js';
 import { splitForLocalLane, stageWithLocalLane, warmLocalLane } from './local-lane.js';
@@ -23,8 +24,9 @@ import { canKeep, findResumable, type Resumable } from './resume.js';
  */
 export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<TransferResult> {
   const manifest = plan.manifest;
+  const entries = manifest.entries;
   run.decide(plan);
-  warmLocalLane(run, manifest.entries); // local fast lane: workers start while locks and preflight run
+  warmLocalLane(run, entries); // local fast lane: workers start while locks and preflight run
   await run.lock();
   const resume = await findResumable(run, manifest);
   if ((await preflight(run, manifest, plan.totalBytes, resume?.staging)) === 'identical') return finishIdentical(run, manifest, 'DIRECT');
@@ -33,15 +35,15 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   }
 
   run.emitter.setPhase('stage');
-  const dirs = manifest.entries.filter((e) => e.kind === 'directory');
-  for (const dir of dirs) {
+  const dirs = entries.indexesOf('directory');
+  for (const dir of entries.select(dirs)) {
     throwIfAborted(run.signal);
     await run.destAdapter.mkdir(run.stagedPathOf(dir));
   }
-  const files = manifest.entries.filter((e) => e.kind === 'file');
+  const files = entries.indexesOf('file');
   // Large files first: they dominate wall time, and small ones fill the gaps behind them.
-  const order = [...files].sort((a, b) => b.size - a.size);
-  const staged: StagedFile[] = [];
+  const order = files.slice().sort((a, b) => entries.size(b) - entries.size(a) || a - b);
+  const staged = new HashedFiles(entries);
   const inlineVerify = !hasServerHash(run);
   const stageOne = async (entry: ManifestEntry): Promise<void> => {
     await run.emitter.caughtUp();
@@ -59,17 +61,17 @@ export async function executeDirect(run: JobRun, plan: TransferPlan): Promise<Tr
   // --- local fast lane (local-lane.ts) -------------------------------------------------
   // Between two local filesystems, small files are copied and verified on worker threads;
   // the rest (and the lane's transient failures) take stageOne at the same time.
-  const lane = splitForLocalLane(run, order, resume);
-  if (lane) await stageWithLocalLane(run, lane, (files, one) => stageAll(run, files, one), staged, stageOne);
-  else await stageAll(run, order, stageOne);
+  const lane = splitForLocalLane(run, entries, order, resume);
+  if (lane) await stageWithLocalLane(run, lane, (rest, one) => stageAll(run, entries, rest, one), staged, stageOne);
+  else await stageAll(run, entries, order, stageOne);
   // --- end local fast lane -------------------------------------------------------------
   if (!inlineVerify) await verifyStaged(run, staged);
   if (run.settings.mode === 'move') {
     // Last look before the point of no return: a source edited since it was copied fails the job.
-    await forEachLimit(files, run.runtime.concurrency, (entry) => run.assertSourceUnchanged(entry));
+    await forEachLimit(entries.select(files), run.runtime.concurrency, (entry) => run.assertSourceUnchanged(entry));
   }
-  await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
-  await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), manifest.rootKind);
+  await preserveTimes(run, manifest, dirs);
+  await commitStaging(run, staged, dirs, manifest.rootKind);
   const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
   return run.succeed('DIRECT', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });
 }
@@ -106,10 +108,10 @@ const stagingWeight = (entry: ManifestEntry) => Math.min(entry.size, 16 * 1024 *
  * network, where it hides round trips); for a few big ones it only splits the disk between
  * them; and memory stays bounded whatever the mix.
  */
-function stageAll(run: JobRun, files: readonly ManifestEntry[], stageOne: (entry: ManifestEntry) => Promise<void>): Promise<void> {
-  const big = files.filter((f) => f.size >= 64 * 1024 * 1024).length;
-  const concurrency = big === files.length ? Math.min(2, run.runtime.concurrency) : run.runtime.concurrency;
-  return forEachWithin(files, { concurrency, budget: STAGING_MEMORY_BUDGET }, stagingWeight, stageOne);
+function stageAll(run: JobRun, entries: ManifestEntries, files: Uint32Array, stageOne: (entry: ManifestEntry) => Promise<void>): Promise<void> {
+  const allBig = files.every((i) => entries.size(i) >= 64 * 1024 * 1024);
+  const concurrency = allBig ? Math.min(2, run.runtime.concurrency) : run.runtime.concurrency;
+  return forEachWithin(entries.select(files), { concurrency, budget: STAGING_MEMORY_BUDGET }, stagingWeight, stageOne);
 }
 
 /**

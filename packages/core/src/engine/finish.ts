@@ -1,5 +1,5 @@
 import type { Strategy } from '../events.js';
-import type { Manifest, ManifestEntry } from '../manifest.js';
+import type { Manifest } from '../manifest.js';
 import type { JobRun } from './job-run.js';
 import { deleteSources } from './source-delete.js';
 import type { TransferResult } from './types.js';
@@ -8,15 +8,15 @@ import type { TransferResult } from './types.js';
  * Directory modes and mtimes, applied deepest first once every file is in place (writing a
  * file changes its directory's mtime).
  */
-export async function preserveTimes(run: JobRun, manifest: Manifest, dirs: readonly { entry: ManifestEntry; path: string }[]): Promise<void> {
+export async function preserveTimes(run: JobRun, manifest: Manifest, dirs: Uint32Array): Promise<void> {
   const dest = run.destAdapter;
-  const ordered = [...dirs].sort((a, b) => b.path.split('/').length - a.path.split('/').length);
-  if (manifest.rootKind === 'directory' && run.stagingPath !== null) {
-    ordered.push({ entry: { path: '', kind: 'directory', size: 0, ...manifest.root }, path: run.stagingPath });
-  }
-  for (const { entry, path } of ordered) {
-    if (dest.capabilities.setMode && dest.setMode) await dest.setMode(path, entry.mode | 0o700);
-    if (dest.capabilities.setTimes && dest.setTimes) await dest.setTimes(path, entry.mtimeMs);
+  const { entries } = manifest;
+  const staged = Array.from(entries.select(dirs), (d) => ({ mode: d.mode, mtimeMs: d.mtimeMs, path: run.stagedPathOf(d), depth: d.path.split('/').length }));
+  staged.sort((a, b) => b.depth - a.depth);
+  if (manifest.rootKind === 'directory' && run.stagingPath !== null) staged.push({ ...manifest.root, path: run.stagingPath, depth: 0 });
+  for (const { mode, mtimeMs, path } of staged) {
+    if (dest.capabilities.setMode && dest.setMode) await dest.setMode(path, mode | 0o700);
+    if (dest.capabilities.setTimes && dest.setTimes) await dest.setTimes(path, mtimeMs);
   }
 }
 

@@ -8,6 +8,7 @@ import { summarizePlan, type TransferPlan } from '../plan.js';
 import type { Portal } from '../portal.js';
 import type { LockLease } from '../store.js';
 import { JobEmitter } from './emitter.js';
+import type { HashedFiles } from './hashed-files.js';
 import { requestSettings, runtimeSettings, type RequestSettings, type RuntimeSettings } from './settings.js';
 import type { RunContext, TransferRequest, TransferResult } from './types.js';
 
@@ -18,9 +19,9 @@ export interface Place {
 }
 
 /**
- * A staged file with the hash computed while its source was read. Its path is derived from
- * the entry ({@link JobRun.pathOf}) rather than kept: on a 200,000-file job a stored path
- * per file was ~20 MiB of the heap.
+ * A staged file with the hash computed while its source was read: the form one file takes
+ * while it is worked on. A job keeps its staged files in columns ({@link HashedFiles}), not
+ * as these objects. Its path is derived from the entry ({@link JobRun.pathOf}).
  */
 export interface StagedFile {
   entry: ManifestEntry;

@@ -2,9 +2,10 @@ import { Worker } from 'node:worker_threads';
 import { SMALL_FILE_BYTES } from '../adapter.js';
 import { cancelledError, ErrorCode, fromSystemError, isTransient, KetterError, throwIfAborted } from '../errors.js';
 import type { HashAlgorithm } from '../hash/algorithms.js';
-import type { ManifestEntry } from '../manifest.js';
+import type { ManifestEntries, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
-import type { JobRun, StagedFile } from './job-run.js';
+import type { HashedFiles } from './hashed-files.js';
+import type { JobRun } from './job-run.js';
 import { LANE_WORKER_SOURCE } from './local-lane-worker.js';
 import { forEachLimit } from './pool.js';
 import { backoffDelay, sleep } from './retry.js';
@@ -150,19 +151,25 @@ export async function postWalk(walk: { root: string; dirs: string[]; budget: num
  * Start the pool's workers ahead of use when this job may take the lane, so their start-up
  * (tens of milliseconds) overlaps locking and preflight instead of delaying the first file.
  */
-export function warmLocalLane(run: JobRun, files: readonly ManifestEntry[]): void {
+export function warmLocalLane(run: JobRun, entries: ManifestEntries): void {
   if (!run.sourceAdapter.localPath || !run.destAdapter.localPath || !LANE_ALGORITHMS.has(run.settings.algorithm)) return;
-  if (!files.some((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES)) return;
+  if (!hasSmallFile(entries)) return;
   while (pool.length < laneWorkerCount()) spawn();
 }
 
 // ---------------------------------------------------------------------------------------
 // One job's use of the lane.
 
-/** The files of a job split between the lane and the adapter path. */
+function hasSmallFile(entries: ManifestEntries): boolean {
+  for (let i = 0; i < entries.length; i++) if (entries.kind(i) === 'file' && entries.size(i) <= SMALL_FILE_BYTES) return true;
+  return false;
+}
+
+/** The files of a job split between the lane and the adapter path, by manifest index. */
 export interface LaneSplit {
-  lane: ManifestEntry[];
-  rest: ManifestEntry[];
+  entries: ManifestEntries;
+  lane: Uint32Array;
+  rest: Uint32Array;
   /** Resuming: staging may hold partial copies from the interrupted run, to be replaced. */
   replace: boolean;
 }
@@ -173,17 +180,19 @@ export interface LaneSplit {
  * every small file, except those an interrupted run already verified (the adapter path
  * decides whether to keep them). `null`: no lane.
  */
-export function splitForLocalLane(run: JobRun, files: readonly ManifestEntry[], resume: Resumable | null): LaneSplit | null {
+export function splitForLocalLane(run: JobRun, entries: ManifestEntries, files: Uint32Array, resume: Resumable | null): LaneSplit | null {
   if (!run.sourceAdapter.localPath || !run.destAdapter.localPath || !LANE_ALGORITHMS.has(run.settings.algorithm)) return null;
   // A destination that hashes on its side is verified in bulk after staging: one proof per file.
   if (hasServerHash(run)) return null;
-  const lane: ManifestEntry[] = [];
-  const rest: ManifestEntry[] = [];
-  for (const entry of files) {
-    if (entry.kind === 'file' && entry.size <= SMALL_FILE_BYTES && !resume?.verified.has(entry.path)) lane.push(entry);
-    else rest.push(entry);
+  const lane = new Uint32Array(files.length);
+  const rest = new Uint32Array(files.length);
+  let nLane = 0;
+  let nRest = 0;
+  for (const i of files) {
+    if (entries.kind(i) === 'file' && entries.size(i) <= SMALL_FILE_BYTES && !resume?.verified.has(entries.path(i))) lane[nLane++] = i;
+    else rest[nRest++] = i;
   }
-  return lane.length === 0 ? null : { lane, rest, replace: resume !== null };
+  return nLane === 0 ? null : { entries, lane: lane.subarray(0, nLane), rest: rest.subarray(0, nRest), replace: resume !== null };
 }
 
 /**
@@ -195,8 +204,8 @@ export function splitForLocalLane(run: JobRun, files: readonly ManifestEntry[], 
 export async function stageWithLocalLane(
   run: JobRun,
   split: LaneSplit,
-  stageRest: (files: readonly ManifestEntry[], stageOne: (entry: ManifestEntry) => Promise<void>) => Promise<void>,
-  staged: StagedFile[],
+  stageRest: (files: Uint32Array, stageOne: (entry: ManifestEntry) => Promise<void>) => Promise<void>,
+  staged: HashedFiles,
   stageOne: (entry: ManifestEntry) => Promise<void>,
 ): Promise<void> {
   throwIfAborted(run.signal);
@@ -231,20 +240,22 @@ export async function stageWithLocalLane(
 async function runLane(
   run: JobRun,
   split: LaneSplit,
-  staged: StagedFile[],
+  staged: HashedFiles,
   stop: SharedArrayBuffer,
   halted: () => boolean,
   stageOne: (entry: ManifestEntry) => Promise<void>,
 ): Promise<void> {
-  const batches = makeBatches(split.lane);
+  const { entries } = split;
+  const batches = batchBounds(split.lane, (i) => entries.size(i));
+  const nBatches = batches.length - 1;
   const retryLater: ManifestEntry[] = [];
   let next = 0;
   let failure: { error: unknown } | null = null;
   const feeder = async (): Promise<void> => {
-    while (failure === null && !halted() && next < batches.length) {
+    while (failure === null && !halted() && next < nBatches) {
       await run.emitter.caughtUp();
-      if (failure !== null || halted() || next >= batches.length) return;
-      const batch = batches[next++] as ManifestEntry[];
+      if (failure !== null || halted() || next >= nBatches) return;
+      const batch = [...entries.select(batchAt(split.lane, batches, next++))];
       const tasks = batch.map((entry) => taskFor(run, entry, split.replace));
       let results: LaneResult[];
       try {
@@ -263,7 +274,7 @@ async function runLane(
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(batches.length, laneBatchesInFlight()) }, feeder));
+  await Promise.all(Array.from({ length: Math.min(nBatches, laneBatchesInFlight()) }, feeder));
   if (failure !== null) throw (failure as { error: unknown }).error;
   if (halted()) return;
   // Transient faults (EAGAIN, EBUSY, EINTR…) get the adapter path's retries with backoff.
@@ -273,22 +284,34 @@ async function runLane(
   });
 }
 
-/** Consecutive files in batches of at most {@link BATCH_FILES} files and about {@link BATCH_BYTES} bytes. */
-export function makeBatches(entries: readonly ManifestEntry[]): ManifestEntry[][] {
-  const out: ManifestEntry[][] = [];
-  let current: ManifestEntry[] = [];
+/**
+ * Consecutive files in batches of at most {@link BATCH_FILES} files and about
+ * {@link BATCH_BYTES} bytes, as boundaries: batch `b` is `files[bounds[b]]` up to
+ * `files[bounds[b + 1]]` (see {@link batchAt}). Boundaries rather than one array per
+ * batch: a 200,000-file tree makes thousands of batches.
+ */
+export function batchBounds(files: Uint32Array, sizeOf: (index: number) => number): Uint32Array {
+  const bounds = new Uint32Array(files.length + 1);
+  let n = 0;
+  let start = 0;
   let bytes = 0;
-  for (const entry of entries) {
-    if (current.length > 0 && (current.length >= BATCH_FILES || bytes + entry.size > BATCH_BYTES)) {
-      out.push(current);
-      current = [];
+  for (let k = 0; k < files.length; k++) {
+    const size = sizeOf(files[k] as number);
+    if (k > start && (k - start >= BATCH_FILES || bytes + size > BATCH_BYTES)) {
+      bounds[n++] = start;
+      start = k;
       bytes = 0;
     }
-    current.push(entry);
-    bytes += entry.size;
+    bytes += size;
   }
-  if (current.length > 0) out.push(current);
-  return out;
+  if (files.length > 0) bounds[n++] = start;
+  bounds[n++] = files.length;
+  return bounds.slice(0, n);
+}
+
+/** Batch `b` of {@link batchBounds}: a view of `files`. */
+export function batchAt(files: Uint32Array, bounds: Uint32Array, b: number): Uint32Array {
+  return files.subarray(bounds[b] as number, bounds[b + 1] as number);
 }
 
 function taskFor(run: JobRun, entry: ManifestEntry, replace: boolean): LaneTask {
@@ -354,8 +377,8 @@ function readWorkers(run: JobRun): number {
 }
 
 /** {@link warmLocalLane} for a job that will only read on the lane (the ZIP_FIRST packer). */
-export function warmLaneForReads(run: JobRun, files: readonly ManifestEntry[]): void {
-  if (!canReadOnLane(run) || !files.some((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES)) return;
+export function warmLaneForReads(run: JobRun, entries: ManifestEntries): void {
+  if (!canReadOnLane(run) || !hasSmallFile(entries)) return;
   while (pool.length < readWorkers(run)) spawn();
 }
 
@@ -390,7 +413,7 @@ export async function readOnLane(
  * re-read, progress) or turn its failure into the error the adapter path would raise.
  * `retry`: a transient fault, to go through the adapter path and its retries.
  */
-function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneResult, staged: StagedFile[]): 'done' | 'retry' {
+function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneResult, staged: HashedFiles): 'done' | 'retry' {
   const stagedPath = run.stagedPathOf(entry);
   if (!result.ok) {
     const failure = laneFailure(run, entry, task, result, stagedPath);
@@ -409,7 +432,7 @@ function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneR
   });
   run.emitter.progress.filesDone += 1;
   run.emitter.progress.bytesDone += result.size;
-  const file: StagedFile = { entry, hash: result.hash, size: result.size };
+  const file = { entry, hash: result.hash, size: result.size };
   recordVerification(run, file, { hash: result.destHash, size: result.destSize }, 'reread');
   staged.push(file);
   return 'done';
@@ -418,10 +441,11 @@ function accept(run: JobRun, entry: ManifestEntry, task: LaneTask, result: LaneR
 // ---------------------------------------------------------------------------------------
 // ZIP_FIRST extraction into a local staging directory.
 
-/** A file of a job's archive: its manifest entry and the offset of its local header. */
-export interface ArchiveMember {
-  entry: ManifestEntry;
-  at: number;
+/** The files of a job's archive, by manifest index, with the offset of each one's local header. */
+export interface ArchiveMembers {
+  entries: ManifestEntries;
+  files: Uint32Array;
+  offsetOf(index: number): number;
 }
 
 /** What extracting one file on the lane found: the archive's bytes and the read-back, hashed. */
@@ -446,7 +470,7 @@ export function canExtractOnLane(run: JobRun): boolean {
  * lane's workers: each file's bytes are read at its known offset, written with the mode and
  * mtime of its source, read back from disk and hashed, all with synchronous calls, so a
  * session of thousands of small files costs no per-file main-thread I/O. `check` gets each
- * member's answer as it arrives (by index) and throws to fail the job; nothing per file is
+ * member's answer as it arrives (by manifest index) and throws to fail the job; nothing per file is
  * kept here, so a tree of hundreds of thousands of files costs no memory. The first failure
  * stops the batches not yet started and is thrown once those in flight have settled;
  * transient faults are retried with backoff like the adapter path's.
@@ -454,34 +478,35 @@ export function canExtractOnLane(run: JobRun): boolean {
 export async function extractOnLane(
   run: JobRun,
   archivePath: string,
-  members: readonly ArchiveMember[],
+  members: ArchiveMembers,
   check: (index: number, extracted: LaneExtracted) => void,
 ): Promise<void> {
   throwIfAborted(run.signal);
   const dest = run.destAdapter;
   const localPath = dest.localPath as (path: string) => string;
   const archive = localPath.call(dest, archivePath);
-  const taskOf = (m: ArchiveMember): LaneTask => ({
+  const { entries, files } = members;
+  const taskOf = (entry: ManifestEntry): LaneTask => ({
     src: archive,
-    at: m.at,
-    dst: localPath.call(dest, run.stagedPathOf(m.entry)),
-    size: m.entry.size,
-    mtimeMs: m.entry.mtimeMs,
+    at: members.offsetOf(entry.index),
+    dst: localPath.call(dest, run.stagedPathOf(entry)),
+    size: entry.size,
+    mtimeMs: entry.mtimeMs,
     mtimeSlackMs: 0,
-    mode: m.entry.mode & 0o777,
+    mode: entry.mode & 0o777,
     algorithm: run.settings.algorithm,
     replace: false,
   });
-  const where = new Map(members.map((m, i) => [m.entry, i] as const));
-  const batches = makeBatches(members.map((m) => m.entry));
+  const batches = batchBounds(files, (i) => entries.size(i));
+  const nBatches = batches.length - 1;
   const stop = new SharedArrayBuffer(4);
   const halt = () => Atomics.store(new Int32Array(stop), 0, 1);
   const onAbort = () => halt();
   run.signal.addEventListener('abort', onAbort, { once: true });
   let next = 0;
   let failure: { error: unknown } | null = null;
-  const settle = async (index: number, task: LaneTask, result: LaneResult): Promise<void> => {
-    const entry = (members[index] as ArchiveMember).entry;
+  const settle = async (entry: ManifestEntry, task: LaneTask, result: LaneResult): Promise<void> => {
+    const index = entry.index;
     for (let attempt = 1; ; attempt++) {
       if (result.ok) {
         if (!('destHash' in result)) throw new Error('local lane answered an extraction without its verification');
@@ -499,16 +524,15 @@ export async function extractOnLane(
     }
   };
   const feeder = async (): Promise<void> => {
-    while (failure === null && next < batches.length) {
+    while (failure === null && next < nBatches) {
       // `check` may record events: a store that falls behind holds the next batch back.
       await run.emitter.caughtUp();
-      if (failure !== null || next >= batches.length) return;
-      const batch = batches[next++] as ManifestEntry[];
-      const indexes = batch.map((e) => where.get(e) as number);
-      const tasks = indexes.map((i) => taskOf(members[i] as ArchiveMember));
+      if (failure !== null || next >= nBatches) return;
+      const batch = [...entries.select(batchAt(files, batches, next++))];
+      const tasks = batch.map(taskOf);
       try {
         const results = await runBatch(tasks, stop);
-        for (let j = 0; j < tasks.length && failure === null; j++) await settle(indexes[j] as number, tasks[j] as LaneTask, results[j] as LaneResult);
+        for (let j = 0; j < tasks.length && failure === null; j++) await settle(batch[j] as ManifestEntry, tasks[j] as LaneTask, results[j] as LaneResult);
       } catch (error) {
         failure ??= { error: error instanceof KetterError ? error : new KetterError(ErrorCode.IO_ERROR, `local extraction worker failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }) };
         halt();
@@ -516,7 +540,7 @@ export async function extractOnLane(
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(batches.length, laneBatchesInFlight()) }, feeder));
+    await Promise.all(Array.from({ length: Math.min(nBatches, laneBatchesInFlight()) }, feeder));
   } finally {
     run.signal.removeEventListener('abort', onAbort);
   }

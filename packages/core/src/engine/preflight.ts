@@ -1,9 +1,10 @@
 import type { Adapter } from '../adapter.js';
 import { ErrorCode, KetterError } from '../errors.js';
 import type { Manifest, ManifestEntry } from '../manifest.js';
+import { HashedFiles } from './hashed-files.js';
 import { joinPath, normalizeRelative, parentPath, pathsOverlap } from '../paths.js';
 import { rereadHash } from './file-copy.js';
-import type { JobRun, StagedFile } from './job-run.js';
+import type { JobRun } from './job-run.js';
 import { forEachLimit } from './pool.js';
 import { hasServerHash, recordVerification } from './verify.js';
 
@@ -103,27 +104,33 @@ async function createStaging(run: JobRun, rootKind: 'file' | 'directory', adopt?
 /** skip-identical: the destination holds exactly the source's files with equal hashes. */
 async function isIdentical(run: JobRun, manifest: Manifest): Promise<boolean> {
   const adapter = run.destAdapter;
-  const files = manifest.entries.filter((e) => e.kind === 'file');
-  const destSizes = new Map<string, number>();
+  const { entries } = manifest;
+  const files = entries.indexesOf('file');
+  // Sizes at the destination by manifest index (-1: absent); a file the source lacks ends the check.
+  const destSizes = new Float64Array(entries.length).fill(-1);
   const root = await adapter.stat(run.finalPath);
   if (root === null || root.kind !== manifest.rootKind) return false;
-  if (manifest.rootKind === 'file') destSizes.set('', root.size);
+  if (manifest.rootKind === 'file') destSizes[0] = root.size;
   else {
     for await (const item of adapter.list(run.finalPath, run.signal ? { signal: run.signal } : {})) {
-      if (item.kind === 'file') destSizes.set(normalizeRelative(item.path), item.size);
-      else if (item.kind !== 'directory') return false;
+      if (item.kind === 'file') {
+        const at = entries.indexOf(normalizeRelative(item.path));
+        if (at < 0 || entries.kind(at) !== 'file') return false;
+        destSizes[at] = item.size;
+      } else if (item.kind !== 'directory') return false;
     }
   }
-  if (destSizes.size !== files.length || files.some((f) => destSizes.get(f.path) !== f.size)) return false;
-  const pairs: StagedFile[] = [];
-  await forEachLimit(files, run.runtime.concurrency, async (entry: ManifestEntry) => {
+  if (files.some((i) => destSizes[i] !== entries.size(i))) return false;
+  const pairs = new HashedFiles(entries, run.finalPath);
+  await forEachLimit(entries.select(files), run.runtime.concurrency, async (entry: ManifestEntry) => {
     const source = await rereadHash(run.sourceAdapter, joinPath(run.source.path, entry.path), entry.size, run.settings.algorithm, run.signal);
-    pairs.push({ entry, at: entry.path === '' ? run.finalPath : joinPath(run.finalPath, entry.path), hash: source.hash, size: source.size });
+    pairs.push({ entry, hash: source.hash, size: source.size });
   });
   try {
     if (hasServerHash(run) && adapter.hash) {
-      const hashes = await adapter.hash(pairs.map((p) => run.pathOf(p)), run.settings.algorithm);
-      pairs.forEach((p, i) => recordVerification(run, p, { hash: hashes[i] ?? '', size: destSizes.get(p.entry.path) ?? -1 }, 'existing'));
+      const found = [...pairs];
+      const hashes = await adapter.hash(found.map((p) => run.pathOf(p)), run.settings.algorithm);
+      found.forEach((p, i) => recordVerification(run, p, { hash: hashes[i] ?? '', size: destSizes[p.entry.index] ?? -1 }, 'existing'));
     } else {
       await forEachLimit(pairs, run.runtime.concurrency, async (p) => {
         const got = await rereadHash(adapter, run.pathOf(p), p.size, run.settings.algorithm, run.signal);

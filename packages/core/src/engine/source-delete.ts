@@ -14,8 +14,8 @@ export async function deleteSources(run: JobRun, manifest: Manifest): Promise<st
   await run.emitter.flush();
   const adapter = run.sourceAdapter;
   const kept: string[] = [];
-  const files = manifest.entries.filter((e) => e.kind === 'file');
-  await forEachLimit(files, run.runtime.concurrency, async (entry) => {
+  const { entries } = manifest;
+  await forEachLimit(entries.select(entries.indexesOf('file')), run.runtime.concurrency, async (entry) => {
     const path = joinPath(run.source.path, entry.path);
     const st = await adapter.stat(path);
     if (st === null || st.kind !== 'file' || st.size !== entry.size || st.mtimeMs !== entry.mtimeMs) {
@@ -26,7 +26,7 @@ export async function deleteSources(run: JobRun, manifest: Manifest): Promise<st
     run.emitter.emit({ type: 'source.deleted', path: entry.path, kind: 'file' });
   });
   if (manifest.rootKind === 'directory') {
-    const dirs = manifest.entries.filter((e) => e.kind === 'directory').map((e) => e.path);
+    const dirs = Array.from(entries.indexesOf('directory'), (i) => entries.path(i));
     // Deepest first, then the root itself.
     dirs.sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? 1 : -1));
     for (const rel of [...dirs, '']) {

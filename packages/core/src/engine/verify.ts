@@ -3,6 +3,7 @@ import { normalizeRelative } from '../paths.js';
 import type { VerifyMethod } from '../events.js';
 import { forEachLimit } from './pool.js';
 import { rereadHash } from './file-copy.js';
+import type { HashedFiles } from './hashed-files.js';
 import type { JobRun, StagedFile } from './job-run.js';
 
 /**
@@ -55,10 +56,10 @@ export async function verifyByReread(run: JobRun, file: StagedFile): Promise<voi
 
 /**
  * Verify staged files in bulk: by server-side hash when the adapter offers this algorithm
- * (sizes from a listing: `knownSizes` by manifest path, or one made here), else by
- * re-reading each file with bounded concurrency.
+ * (sizes from a listing: `knownSize` from one the caller already made, or one made here),
+ * else by re-reading each file with bounded concurrency.
  */
-export async function verifyStaged(run: JobRun, files: readonly StagedFile[], knownSizes?: ReadonlyMap<string, number>): Promise<void> {
+export async function verifyStaged(run: JobRun, files: HashedFiles, knownSize?: (file: StagedFile) => number): Promise<void> {
   run.emitter.setPhase('verify');
   if (!hasServerHash(run)) {
     await forEachLimit(files, run.runtime.concurrency, async (file) => {
@@ -69,36 +70,48 @@ export async function verifyStaged(run: JobRun, files: readonly StagedFile[], kn
   }
   const adapter = run.destAdapter;
   const hash = adapter.hash as NonNullable<typeof adapter.hash>;
-  // Sizes by manifest path: from a listing the caller already made, or one made here.
-  const sizes = knownSizes ?? (await stagedSizes(run, files));
+  const sizeOf = knownSize ?? (await stagedSizes(run, files));
   const per = Math.min(SERVER_HASH_BATCH.max, Math.max(SERVER_HASH_BATCH.min, Math.ceil(files.length / SERVER_HASH_PARALLEL)));
-  const batches: StagedFile[][] = [];
-  for (let i = 0; i < files.length; i += per) batches.push(files.slice(i, i + per));
-  await forEachLimit(batches, SERVER_HASH_PARALLEL, async (batch) => {
+  await forEachLimit(chunks(files, per), SERVER_HASH_PARALLEL, async (batch) => {
     await run.emitter.caughtUp();
     const hashes = await hash(
       batch.map((f) => run.pathOf(f)),
       run.settings.algorithm,
       run.signal ? { signal: run.signal } : {},
     );
-    batch.forEach((file, j) => recordVerification(run, file, { hash: hashes[j] ?? '', size: sizes.get(file.entry.path) ?? -1 }, 'server'));
+    batch.forEach((file, j) => recordVerification(run, file, { hash: hashes[j] ?? '', size: sizeOf(file) }, 'server'));
   });
 }
 
-/** Sizes of staged files by manifest path: one listing of the staging tree rather than a stat per file. */
-async function stagedSizes(run: JobRun, files: readonly StagedFile[]): Promise<Map<string, number>> {
+/** Consecutive runs of `per` items, made as they are asked for. */
+function* chunks<T>(items: Iterable<T>, per: number): IterableIterator<T[]> {
+  let chunk: T[] = [];
+  for (const item of items) {
+    chunk.push(item);
+    if (chunk.length === per) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+/** Sizes of staged files (-1: not found): one listing of the staging tree rather than a stat per file. */
+async function stagedSizes(run: JobRun, files: HashedFiles): Promise<(file: StagedFile) => number> {
   const adapter = run.destAdapter;
-  const sizes = new Map<string, number>();
+  const { entries } = files;
+  const sizes = new Float64Array(entries.length).fill(-1);
   const staging = run.stagingPath;
   if (staging !== null && files.length > 1 && (await adapter.stat(staging))?.kind === 'directory') {
     for await (const item of adapter.list(staging)) {
-      if (item.kind === 'file') sizes.set(normalizeRelative(item.path), item.size);
+      const at = item.kind === 'file' ? entries.indexOf(normalizeRelative(item.path)) : -1;
+      if (at >= 0) sizes[at] = item.size;
     }
-    return sizes;
+  } else {
+    await forEachLimit(files, run.runtime.concurrency, async (f) => {
+      const st = await adapter.stat(run.pathOf(f));
+      if (st) sizes[f.entry.index] = st.size;
+    });
   }
-  await forEachLimit(files, run.runtime.concurrency, async (f) => {
-    const st = await adapter.stat(run.pathOf(f));
-    if (st) sizes.set(f.entry.path, st.size);
-  });
-  return sizes;
+  return (file) => sizes[file.entry.index] as number;
 }

@@ -724,7 +724,7 @@ export function describeAdapterConformance(api: TestApi, factory: () => Promise<
         const portal = new Portal('t', ad());
         const manifest = await scan(portal, await portal.resolve('src'), { symlinks: 'skip' });
         expect(manifest.skippedSymlinks).toEqual(['sub/escape']);
-        expect(manifest.entries.map((e) => e.path)).toEqual(['a.wav', 'sub', 'sub/b.wav']);
+        expect(Array.from(manifest.entries, (e) => e.path)).toEqual(['a.wav', 'sub', 'sub/b.wav']);
         expect(manifest).toMatchObject({ rootKind: 'directory', name: 'src', nFiles: 2, totalBytes: 6 });
       });
 
@@ -734,7 +734,7 @@ export function describeAdapterConformance(api: TestApi, factory: () => Promise<
         await writeBytes(ad(), 'src/.meta', '1');
         const portal = new Portal('t', ad());
         const manifest = await scan(portal, 'src');
-        expect(manifest.entries.map((e) => `${e.kind}:${e.path}`)).toEqual(['file:.meta', 'directory:sub', 'directory:sub/empty', 'file:sub/x.wav']);
+        expect(Array.from(manifest.entries, (e) => `${e.kind}:${e.path}`)).toEqual(['file:.meta', 'directory:sub', 'directory:sub/empty', 'file:sub/x.wav']);
         expect(manifest).toMatchObject({ nFiles: 2, totalBytes: 6, skippedSymlinks: [] });
       });
     });

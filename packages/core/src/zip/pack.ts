@@ -8,8 +8,9 @@ import type { Manifest, ManifestEntry } from '../manifest.js';
 import { joinPath } from '../paths.js';
 import { archivePathIn } from '../store/job-state.js';
 import { chunkSizeFor } from '../engine/file-copy.js';
+import { HashedFiles } from '../engine/hashed-files.js';
 import type { JobRun } from '../engine/job-run.js';
-import { canReadOnLane, laneBatchesInFlight, makeBatches, readOnLane } from '../engine/local-lane.js';
+import { batchAt, batchBounds, canReadOnLane, laneBatchesInFlight, readOnLane } from '../engine/local-lane.js';
 import { ZipSizeMismatchError, ZipWriter } from './zip-writer.js';
 
 export interface PackedArchive {
@@ -17,12 +18,12 @@ export interface PackedArchive {
   path: string;
   bytes: number;
   hash: string;
-  /**
-   * Source hash and size of every file, computed as it was read into the archive;
-   * `checked`: the file was also found unchanged since the scan (size, mtime, type) as it was read;
-   * `at`: the offset of the file's local header in the archive (its data follows the header).
-   */
-  sourceHashes: Map<string, { hash: string; size: number; checked?: boolean; at?: number }>;
+  /** Source hash and size of every file, computed as it was read into the archive. */
+  sourceHashes: HashedFiles;
+  /** By manifest index, 1: the file was also found unchanged since the scan (size, mtime, type) as it was read. */
+  checked: Uint8Array;
+  /** By manifest index: the offset of the file's local header in the archive (its data follows the header), or -1. */
+  offsets: Float64Array;
 }
 
 /** Name of a job's archive beside its staging directory; recovery finds it by this pattern. */
@@ -45,7 +46,10 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const src = run.sourceAdapter;
   const dest = run.destAdapter;
   const algorithm = run.settings.algorithm;
-  const sourceHashes: PackedArchive['sourceHashes'] = new Map();
+  const { entries } = manifest;
+  const sourceHashes = new HashedFiles(entries);
+  const checked = new Uint8Array(entries.length);
+  const offsets = new Float64Array(entries.length).fill(-1);
   const signal = run.signal ? { signal: run.signal } : {};
 
   const archiveHasher = await createHasher(algorithm);
@@ -81,13 +85,14 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
       input.destroy();
       throw error instanceof ZipSizeMismatchError ? sourceChanged(run, entry) : error;
     }
-    sourceHashes.set(entry.path, { hash: hasher.digest(), size, at });
+    sourceHashes.set(entry.index, hasher.digest(), size);
+    offsets[entry.index] = at;
     run.emitter.progress.filesDone += 1;
   };
 
   const readAhead = smallFileReadAhead(run, manifest);
   try {
-    for (const entry of manifest.entries) {
+    for (const entry of entries) {
       throwIfAborted(run.signal);
       const meta = { mtimeMs: entry.mtimeMs, mode: entryMode(entry) };
       if (entry.kind === 'directory') {
@@ -101,7 +106,9 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
         const got = await prefetched;
         if (got.data.byteLength !== entry.size) throw sourceChanged(run, entry);
         const hash = got.hash ?? (await hashOf(algorithm, got.data));
-        sourceHashes.set(entry.path, { hash, size: got.data.byteLength, checked: got.checked === true, at: zip.bytes });
+        sourceHashes.set(entry.index, hash, got.data.byteLength);
+        if (got.checked === true) checked[entry.index] = 1;
+        offsets[entry.index] = zip.bytes;
         run.emitter.progress.bytesDone += got.data.byteLength;
         run.emitter.progress.filesDone += 1;
         await zip.addBytes(entry.path, got.data, got.crc32 === undefined ? meta : { ...meta, crc32: got.crc32 });
@@ -120,12 +127,10 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
     readAhead.close();
     run.signal?.removeEventListener('abort', onAbort);
   }
-  for (const entry of manifest.entries) {
-    if (entry.kind !== 'file') continue;
-    const got = sourceHashes.get(entry.path);
-    if (!got || got.size !== entry.size) throw sourceChanged(run, entry);
+  for (const i of entries.indexesOf('file')) {
+    if (sourceHashes.size(i) !== entries.size(i)) throw sourceChanged(run, entries.at(i));
   }
-  return { path: archivePath, bytes: archiveBytes, hash: archiveHasher.digest(), sourceHashes };
+  return { path: archivePath, bytes: archiveBytes, hash: archiveHasher.digest(), sourceHashes, checked, offsets };
 }
 
 function sourceChanged(run: JobRun, entry: ManifestEntry): KetterError {
@@ -208,10 +213,21 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
   const src = run.sourceAdapter;
   const onLane = canReadOnLane(run);
   const readFile = src.readFile?.bind(src);
-  const small = onLane || readFile ? manifest.entries.filter((e) => e.kind === 'file' && e.size <= SMALL_FILE_BYTES) : [];
-  const batches = onLane ? makeBatches(small) : small.map((e) => [e]);
-  const where = new Map<string, { batch: number; at: number }>();
-  batches.forEach((batch, b) => batch.forEach((e, at) => where.set(e.path, { batch: b, at })));
+  const { entries } = manifest;
+  const small = onLane || readFile ? entries.indexesOf('file').filter((i) => entries.size(i) <= SMALL_FILE_BYTES) : new Uint32Array(0);
+  // Without the lane, one file per batch.
+  const bounds = onLane ? batchBounds(small, (i) => entries.size(i)) : Uint32Array.from({ length: small.length + 1 }, (_, k) => k);
+  const nBatches = bounds.length - 1;
+  // Where each small file is, by manifest index: its batch (-1: not read ahead) and its place in it.
+  const batchOf = new Int32Array(entries.length).fill(-1);
+  const placeOf = new Uint16Array(entries.length);
+  for (let b = 0; b < nBatches; b++) {
+    const batch = batchAt(small, bounds, b);
+    for (let k = 0; k < batch.length; k++) {
+      batchOf[batch[k] as number] = b;
+      placeOf[batch[k] as number] = k;
+    }
+  }
   const maxInFlight = onLane ? laneBatchesInFlight(run) : READ_AHEAD_FILES;
   const stop = new SharedArrayBuffer(4);
   const inFlight = new Map<number, { bytes: number; files: Array<Promise<Prefetched>> }>();
@@ -237,8 +253,8 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
   };
   const pump = (from: number) => {
     next = Math.max(next, from);
-    while (next < batches.length && inFlight.size < maxInFlight) {
-      const batch = batches[next] as ManifestEntry[];
+    while (next < nBatches && inFlight.size < maxInFlight) {
+      const batch = [...entries.select(batchAt(small, bounds, next))];
       const size = batch.reduce((n, e) => n + e.size, 0);
       if (inFlight.size > 0 && bytes + size > READ_AHEAD_BYTES) break;
       const files = readBatch(batch);
@@ -250,18 +266,19 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
   };
   return {
     take(entry) {
-      const place = where.get(entry.path);
-      if (place === undefined) return null;
-      if (!inFlight.has(place.batch)) pump(place.batch);
-      const got = inFlight.get(place.batch);
+      const batch = batchOf[entry.index] as number;
+      if (batch < 0) return null;
+      const at = placeOf[entry.index] as number;
+      if (!inFlight.has(batch)) pump(batch);
+      const got = inFlight.get(batch);
       if (!got) return null;
       // The batch's last file taken: its memory is the packer's now, read the next ones.
-      if (place.at === got.files.length - 1) {
-        inFlight.delete(place.batch);
+      if (at === got.files.length - 1) {
+        inFlight.delete(batch);
         bytes -= got.bytes;
-        pump(place.batch + 1);
+        pump(batch + 1);
       }
-      return got.files[place.at] ?? null;
+      return got.files[at] ?? null;
     },
     close() {
       Atomics.store(new Int32Array(stop), 0, 1);

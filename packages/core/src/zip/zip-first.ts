@@ -2,8 +2,9 @@ import { ErrorCode, KetterError } from '../errors.js';
 import { commitStaging } from '../engine/commit.js';
 import { rereadHash } from '../engine/file-copy.js';
 import { finishIdentical, preserveTimes } from '../engine/finish.js';
+import { HashedFiles } from '../engine/hashed-files.js';
 import type { JobRun, StagedFile } from '../engine/job-run.js';
-import { canExtractOnLane, extractOnLane, warmLaneForReads, type ArchiveMember } from '../engine/local-lane.js';
+import { canExtractOnLane, extractOnLane, warmLaneForReads, type ArchiveMembers } from '../engine/local-lane.js';
 import { forEachLimit } from '../engine/pool.js';
 import { preflight } from '../engine/preflight.js';
 import { deleteSources } from '../engine/source-delete.js';
@@ -22,11 +23,12 @@ import { packToDestination, type PackedArchive } from './pack.js';
  */
 export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<TransferResult> {
   const manifest = plan.manifest;
+  const { entries } = manifest;
   if (manifest.rootKind !== 'directory') {
     throw new KetterError(ErrorCode.INVALID_REQUEST, 'ZIP_FIRST needs a directory source');
   }
   run.decide(plan);
-  warmLaneForReads(run, manifest.entries); // the packer's readers start while locks and preflight run
+  warmLaneForReads(run, entries); // the packer's readers start while locks and preflight run
   await run.lock();
   // The archive and the extracted tree sit side by side until the archive is removed.
   if ((await preflight(run, manifest, plan.totalBytes * 2)) === 'identical') return finishIdentical(run, manifest, 'ZIP_FIRST');
@@ -44,8 +46,8 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
     archiveHash: archive.hash,
   });
   // Files read on the local lane were checked against their scan as they were read.
-  const unchecked = manifest.entries.filter((e) => e.kind === 'file' && archive.sourceHashes.get(e.path)?.checked !== true);
-  await forEachLimit(unchecked, run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
+  const unchecked = entries.indexesOf('file').filter((i) => archive.checked[i] !== 1);
+  await forEachLimit(entries.select(unchecked), run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
 
   run.emitter.setPhase('extract');
   run.emitter.progress.filesDone = 0;
@@ -54,31 +56,28 @@ export async function executeZipFirst(run: JobRun, plan: TransferPlan): Promise<
   const { method, listing } = await extractIntoStaging(run, archive, plan);
   recordExtracted(run, plan, archive, method);
 
-  const staged: StagedFile[] = [];
-  for (const entry of manifest.entries) {
-    if (entry.kind !== 'file') continue;
+  const staged = new HashedFiles(entries);
+  for (const entry of entries.select(entries.indexesOf('file'))) {
     const file = stagedFromArchive(archive, entry);
     staged.push(file);
     await run.emitter.caughtUp();
     recordCopied(run, file);
   }
-  const sizes = new Map<string, number>();
-  for (const f of staged) {
+  await verifyStaged(run, staged, (f) => {
     const seen = listing.get(f.entry.path);
-    if (seen?.kind === 'file') sizes.set(f.entry.path, seen.size);
-  }
-  await verifyStaged(run, staged, sizes);
+    return seen?.kind === 'file' ? seen.size : -1;
+  });
   await restoreFileAttributes(run, staged, listing);
-  const dirs = manifest.entries.filter((e) => e.kind === 'directory');
-  await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
+  const dirs = entries.indexesOf('directory');
+  await preserveTimes(run, manifest, dirs);
   return commitAndFinish(run, plan, staged, dirs);
 }
 
 /** A file of the archive as staged: its entry, with the source hash the packer recorded. */
 function stagedFromArchive(archive: PackedArchive, entry: ManifestEntry): StagedFile {
-  const source = archive.sourceHashes.get(entry.path);
-  if (!source) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
-  return { entry, hash: source.hash, size: source.size };
+  const hash = archive.sourceHashes.hash(entry.index);
+  if (hash === undefined) throw new KetterError(ErrorCode.IO_ERROR, `no source hash recorded for ${entry.path}`);
+  return { entry, hash, size: archive.sourceHashes.size(entry.index) };
 }
 
 /** `file.copied` for a file extracted into staging. */
@@ -98,14 +97,15 @@ function recordExtracted(run: JobRun, plan: TransferPlan, archive: PackedArchive
 }
 
 /** Common end of both extraction paths: MOVE's last source check, commit, source deletion. */
-async function commitAndFinish(run: JobRun, plan: TransferPlan, staged: StagedFile[], dirs: readonly ManifestEntry[]): Promise<TransferResult> {
+async function commitAndFinish(run: JobRun, plan: TransferPlan, staged: HashedFiles, dirs: Uint32Array): Promise<TransferResult> {
   const manifest = plan.manifest;
+  const { entries } = manifest;
   if (run.settings.mode === 'move') {
-    await forEachLimit(manifest.entries.filter((e) => e.kind === 'file'), run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
+    await forEachLimit(entries.select(entries.indexesOf('file')), run.runtime.concurrency, (e) => run.assertSourceUnchanged(e));
   }
   // The archive goes before commit so a watcher never sees the tree while a temp file remains.
   await run.removeTempPaths();
-  await commitStaging(run, staged, dirs.map((d) => run.stagedPathOf(d)), 'directory');
+  await commitStaging(run, staged, dirs, 'directory');
   const sourcesKept = run.settings.mode === 'move' ? await deleteSources(run, manifest) : [];
   return run.succeed('ZIP_FIRST', { files: staged.length, bytes: plan.totalBytes, sourcesKept, skipped: false });
 }
@@ -116,16 +116,12 @@ async function commitAndFinish(run: JobRun, plan: TransferPlan, staged: StagedFi
  * from the manifest (already confined), never from the archive, and the bytes at each
  * offset are those the packer wrote — the archive was verified by hash.
  */
-function laneMembers(run: JobRun, archive: PackedArchive, manifest: TransferPlan['manifest']): ArchiveMember[] | null {
+function laneMembers(run: JobRun, archive: PackedArchive, manifest: TransferPlan['manifest']): ArchiveMembers | null {
   if (!canExtractOnLane(run)) return null;
-  const members: ArchiveMember[] = [];
-  for (const entry of manifest.entries) {
-    if (entry.kind !== 'file') continue;
-    const at = archive.sourceHashes.get(entry.path)?.at;
-    if (at === undefined) return null;
-    members.push({ entry, at });
-  }
-  return members;
+  const { entries } = manifest;
+  const files = entries.indexesOf('file');
+  if (files.some((i) => (archive.offsets[i] as number) < 0)) return null;
+  return { entries, files, offsetOf: (i) => archive.offsets[i] as number };
 }
 
 /**
@@ -135,19 +131,20 @@ function laneMembers(run: JobRun, archive: PackedArchive, manifest: TransferPlan
  * workers extract the next ones; `archive.extracted` follows the last. Modes and mtimes are
  * set as each file is written.
  */
-async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArchive, members: readonly ArchiveMember[]): Promise<TransferResult> {
+async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArchive, members: ArchiveMembers): Promise<TransferResult> {
   const manifest = plan.manifest;
-  const dirs = manifest.entries.filter((e) => e.kind === 'directory');
-  await forEachLimit(dirs, run.runtime.concurrency, (d) => run.destAdapter.mkdir(run.stagedPathOf(d)));
-  const staged: StagedFile[] = [];
+  const { entries } = manifest;
+  const dirs = entries.indexesOf('directory');
+  await forEachLimit(entries.select(dirs), run.runtime.concurrency, (d) => run.destAdapter.mkdir(run.stagedPathOf(d)));
+  const staged = new HashedFiles(entries);
   await extractOnLane(run, archive.path, members, (i, got) => {
-    const file = stagedFromArchive(archive, (members[i] as ArchiveMember).entry);
+    const file = stagedFromArchive(archive, entries.at(i));
     recordCopied(run, file);
     recordVerification(run, file, { hash: got.destHash, size: got.destSize }, 'reread');
     staged.push(file);
   });
   recordExtracted(run, plan, archive, 'adapter');
-  await preserveTimes(run, manifest, dirs.map((d) => ({ entry: d, path: run.stagedPathOf(d) })));
+  await preserveTimes(run, manifest, dirs);
   return commitAndFinish(run, plan, staged, dirs);
 }
 
@@ -157,7 +154,7 @@ async function finishOnLane(run: JobRun, plan: TransferPlan, archive: PackedArch
  * differ cost a request — over a high-latency link that is the difference between one
  * round trip and two per file.
  */
-async function restoreFileAttributes(run: JobRun, staged: readonly StagedFile[], current: StagingListing): Promise<void> {
+async function restoreFileAttributes(run: JobRun, staged: HashedFiles, current: StagingListing): Promise<void> {
   const dest = run.destAdapter;
   const caps = dest.capabilities;
   if (!(caps.setMode && dest.setMode) && !(caps.setTimes && dest.setTimes)) return;
@@ -211,7 +208,8 @@ async function listStaging(run: JobRun): Promise<StagingListing> {
 async function extractIntoStaging(run: JobRun, archive: PackedArchive, plan: TransferPlan): Promise<{ method: 'adapter' | 'server'; listing: StagingListing }> {
   const dest = run.destAdapter;
   const staging = run.stagingPath as string;
-  const expected = new Map(plan.manifest.entries.map((e) => [e.path, e.kind] as const));
+  const expected = new Map<string, 'file' | 'directory'>();
+  for (const entry of plan.manifest.entries) expected.set(entry.path, entry.kind);
   if (dest.capabilities.serverSideExtract && dest.extract) {
     await dest.extract(archive.path, staging, run.signal ? { signal: run.signal } : {});
     // The archive was packed from confined names and verified by hash, but what the server
