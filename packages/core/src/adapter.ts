@@ -153,7 +153,9 @@ export interface Adapter {
    * `node:fs` calls instead of through this adapter's methods — the same proof (hash of
    * the source as read, re-read and hash of the destination), at a fraction of the
    * per-file cost. While those workers are running, core also lists the committed tree of
-   * a destination that offers it on them, for the re-check after commit. Paths are already
+   * a destination that offers it on them, for the re-check after commit, and re-reads a
+   * larger file to hash it (a verification, or a skip-identical check) through two reused
+   * buffers instead of a stream of this adapter's. Paths are already
    * confined by core; the adapter only joins `path` to its root. Omit it for anything not
    * reachable as a local path (network protocols), and in wrappers that must see every
    * read, write and listing.

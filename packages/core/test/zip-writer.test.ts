@@ -669,6 +669,47 @@ describe('ZipWriter: contract', () => {
     expectBytes(entries[40]?.data, payload.subarray(39 * 100_000, 39 * 100_000 + 90_000));
   });
 
+  test('copy: the caller may reuse its memory once the add resolves, whatever the size', async () => {
+    // A sink that keeps what it is given, as a stream's buffer does until the disk takes it.
+    const held: Buffer[] = [];
+    const zip = new ZipWriter((chunk) => {
+      held.push(chunk);
+    });
+    const reused = Buffer.alloc(1024 * 1024);
+    const originals: Buffer[] = [];
+    // Below and above the size handed to the sink as given, and a whole output block.
+    for (const [i, size] of [1000, 64 * 1024, 300_000, 1024 * 1024].entries()) {
+      const data = bytes(size, 20 + i);
+      originals.push(data);
+      data.copy(reused);
+      await zip.addBytes(`copied/${i}`, reused.subarray(0, size), { mtimeMs: ODD_MTIME, mode: FILE | 0o644, copy: true });
+      reused.fill(0xee); // the caller's next use of its buffer
+    }
+    // Without it, data of 64 KiB or more is handed over as is: the caller's change shows.
+    const shared = bytes(100_000, 30);
+    const before = Buffer.from(shared);
+    await zip.addBytes('shared', shared, { mtimeMs: ODD_MTIME, mode: FILE | 0o644 });
+    shared.fill(0xee);
+    await zip.end();
+
+    const path = join(dir, 'copied.zip');
+    const file = createWriteStream(path);
+    file.end(Buffer.concat(held));
+    await finished(file);
+    const { entries } = await readWithYauzl(path, false);
+    expect(entries.map((e) => e.entry.fileName)).toEqual(['copied/0', 'copied/1', 'copied/2', 'copied/3', 'shared']);
+    const archive = await readFile(path);
+    for (const [i, data] of originals.entries()) {
+      const entry = entries[i]?.entry as { relativeOffsetOfLocalHeader: number; crc32: number };
+      const local = localHeader(archive, entry.relativeOffsetOfLocalHeader);
+      expectBytes(archive.subarray(local.dataStart, local.dataStart + data.length), data);
+      expect(entry.crc32).toBe(crc32(data));
+    }
+    const last = localHeader(archive, (entries[4]?.entry as { relativeOffsetOfLocalHeader: number }).relativeOffsetOfLocalHeader);
+    // The CRC was taken before the change; the bytes are the changed ones.
+    expect(archive.subarray(last.dataStart, last.dataStart + 100_000).equals(before)).toBe(false);
+  });
+
   test('unsafe names are refused before anything is written; the writer stays usable', async () => {
     const { path } = await writeZip(async (zip) => {
       const meta = { mtimeMs: ODD_MTIME, mode: FILE | 0o644 };

@@ -1,3 +1,5 @@
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { SMALL_FILE_BYTES, type Adapter } from '../adapter.js';
 import { fromSystemError, KetterError, throwIfAborted } from '../errors.js';
@@ -84,6 +86,8 @@ export async function rereadHash(
   }
   let size = 0;
   try {
+    const local = adapter.localPath?.(path);
+    if (local !== undefined) return { size: await hashLocalFile(local, expectedSize, hasher, signal), hash: hasher.digest() };
     for await (const chunk of adapter.openRead(path, { highWaterMark: chunkSizeFor(expectedSize), signal })) {
       hasher.update(chunk as Uint8Array);
       size += (chunk as Uint8Array).byteLength;
@@ -93,6 +97,39 @@ export async function rereadHash(
     throw error instanceof KetterError ? error : fromSystemError(error, { path, operation: 'verify' });
   }
   return { hash: hasher.digest(), size };
+}
+
+/** Size of each of the two buffers a local file is re-read through. */
+const REREAD_BUFFER_BYTES = 4 * MiB;
+
+/**
+ * Hash a local file through two buffers reused to its end: the next read is in flight while
+ * the last one is hashed. A stream allocates a buffer per chunk instead, and re-reading a
+ * 320 MiB archive left ~40 MiB of them waiting for the garbage collector. A link is not
+ * followed (a scan lists a link as a link, never as a file). Returns the bytes read.
+ */
+async function hashLocalFile(abs: string, expectedSize: number, hasher: { update(data: Uint8Array): void }, signal?: AbortSignal): Promise<number> {
+  const file = await open(abs, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+  const length = Math.min(REREAD_BUFFER_BYTES, Math.max(MIN_CHUNK, expectedSize + 1));
+  const buffers = [Buffer.allocUnsafeSlow(length), Buffer.allocUnsafeSlow(length)] as const;
+  let position = 0;
+  let turn = 0;
+  let reading: Promise<{ bytesRead: number }> = file.read(buffers[0], 0, length, 0);
+  try {
+    for (;;) {
+      const { bytesRead } = await reading;
+      if (bytesRead === 0) return position;
+      throwIfAborted(signal);
+      const filled = buffers[turn] as Buffer;
+      position += bytesRead;
+      turn ^= 1;
+      reading = file.read(buffers[turn] as Buffer, 0, length, position);
+      hasher.update(filled.subarray(0, bytesRead));
+    }
+  } finally {
+    await reading.catch(() => undefined);
+    await file.close();
+  }
 }
 
 /** Files from this size on are verified while they are copied (see {@link copyVerifyOverlapped}). */

@@ -27,7 +27,11 @@
  * A task without \`dst\` stops after step 2 and answers the bytes read as \`data\` (memory
  * moved to the main thread with the reply) with their CRC-32 as \`crc32\` (the zip writer
  * needs it; computed here, off the main thread): the packer of a ZIP_FIRST job reads small
- * local files this way.
+ * local files this way. A batch may lend an ArrayBuffer as \`into\`: the bytes go there,
+ * one file after another, while it has room, and it goes back with the reply (as \`into\`),
+ * so the packer reuses a few buffers instead of allocating one per file. Thousands of small
+ * allocations made here and freed on the main thread left ~30 MiB of the allocator's heap
+ * resident after packing 20,000 files.
  *
  * A failure after the destination was created removes it, so a retry through the adapter
  * finds the name free. `stop` is a shared flag: once the main thread sets it (failure or
@@ -85,6 +89,10 @@ function changed(t, st, n) {
   const drift = Math.abs(st.mtimeMs - t.mtimeMs);
   return t.mtimeSlackMs > 0 ? drift >= t.mtimeSlackMs : drift !== 0;
 }
+
+// The buffer a read batch's bytes go into, and how much of it is used.
+let into = null;
+let intoUsed = 0;
 
 const LOCAL_HEADER = 0x04034b50;
 const headBuf = Buffer.allocUnsafeSlow(30);
@@ -223,11 +231,18 @@ function copyOne(t) {
     const data = sourceBuf.subarray(0, n);
     const hash = createHash(t.algorithm).update(data).digest('hex');
     if (t.dst === undefined) {
-      // Memory of its own, moved (not copied) to the main thread with the reply: nothing is
-      // left behind for this thread's garbage collector, which runs rarely.
-      const own = new Uint8Array(new ArrayBuffer(n));
-      own.set(data);
-      return { ok: true, hash, size: n, data: own, crc32: crc32(own) };
+      // Into the batch's buffer (lent by the main thread, moved back with the reply) while it
+      // has room, else memory of its own, also moved: nothing is left behind for this
+      // thread's garbage collector, which runs rarely.
+      let out;
+      if (into !== null && intoUsed + n <= into.byteLength) {
+        out = new Uint8Array(into, intoUsed, n);
+        intoUsed += n;
+      } else {
+        out = new Uint8Array(new ArrayBuffer(n));
+      }
+      out.set(data);
+      return { ok: true, hash, size: n, data: out, crc32: crc32(out) };
     }
 
     phase = 'write';
@@ -298,12 +313,16 @@ parentPort.on('message', (batch) => {
     return;
   }
   const stop = batch.stop ? new Int32Array(batch.stop) : null;
+  into = batch.into || null;
+  intoUsed = 0;
   const results = [];
   for (const task of batch.tasks) {
     if (stop !== null && Atomics.load(stop, 0) !== 0) results.push({ ok: false, phase: 'stopped' });
     else results.push(task.at !== undefined && task.size > PIECE ? extractLarge(task, stop) : copyOne(task));
   }
-  const moved = results.filter((r) => r.data !== undefined).map((r) => r.data.buffer);
-  parentPort.postMessage({ id: batch.id, results }, moved);
+  const moved = new Set(results.filter((r) => r.data !== undefined).map((r) => r.data.buffer));
+  if (into !== null) moved.add(into);
+  parentPort.postMessage({ id: batch.id, results, into: into || undefined }, [...moved]);
+  into = null;
 });
 `;

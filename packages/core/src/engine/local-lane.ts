@@ -66,6 +66,8 @@ interface LaneReply {
   id: number;
   results?: LaneResult[];
   walk?: unknown;
+  /** The buffer a read batch was lent, moved back. */
+  into?: ArrayBuffer;
 }
 
 interface LaneWorker {
@@ -119,14 +121,14 @@ function pickWorker(workers: number): LaneWorker {
   return best;
 }
 
-/** Send one message to the least busy worker; resolves with its reply. */
-function post(message: object, workers = laneWorkerCount()): Promise<LaneReply> {
+/** Send one message to the least busy worker (moving `transfer` to it); resolves with its reply. */
+function post(message: object, workers = laneWorkerCount(), transfer: ArrayBuffer[] = []): Promise<LaneReply> {
   const lw = pickWorker(workers);
   const id = nextBatchId++;
   return new Promise((resolve, reject) => {
     lw.pending.set(id, { resolve, reject });
     lw.worker.ref();
-    lw.worker.postMessage({ ...message, id });
+    lw.worker.postMessage({ ...message, id }, transfer);
   });
 }
 
@@ -391,21 +393,26 @@ export function laneBatchesInFlight(run?: JobRun): number {
  * Read small local source files on the lane's workers, with the same checks as a lane copy
  * (no link followed, size and mtime as scanned): per file its bytes and source hash, the
  * error the adapter path would raise, or `retry` for a transient fault. The bytes' CRC-32
- * comes with them, computed on the worker, for the archive writer.
+ * comes with them, computed on the worker, for the archive writer. `into`, when given, is
+ * moved to the worker, which puts the bytes there while it has room (views into it), and
+ * comes back with the answer for the caller to lend again once it is done with them.
  */
 export async function readOnLane(
   run: JobRun,
   entries: readonly ManifestEntry[],
   stop: SharedArrayBuffer,
-): Promise<Array<{ data: Uint8Array; hash: string; crc32: number } | KetterError | 'retry'>> {
+  into?: ArrayBuffer,
+): Promise<{ files: Array<{ data: Uint8Array; hash: string; crc32: number } | KetterError | 'retry'>; into?: ArrayBuffer }> {
   const tasks = entries.map((entry) => readTaskFor(run, entry));
-  const results = await runBatch(tasks, stop, readWorkers(run));
-  return results.map((result, i) => {
+  const reply = await post({ tasks, stop, into }, readWorkers(run), into ? [into] : []);
+  if (reply.results === undefined) throw new Error('local lane answered a batch without results');
+  const files = reply.results.map((result, i) => {
     const entry = entries[i] as ManifestEntry;
     if (!result.ok) return laneFailure(run, entry, tasks[i] as LaneTask, result, '');
     if (!('data' in result)) throw new Error('local lane answered a read task without its bytes');
     return { data: result.data, hash: result.hash, crc32: result.crc32 };
   });
+  return reply.into ? { files, into: reply.into } : { files };
 }
 
 /**

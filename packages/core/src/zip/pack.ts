@@ -111,7 +111,8 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
         offsets[entry.index] = zip.bytes;
         run.emitter.progress.bytesDone += got.data.byteLength;
         run.emitter.progress.filesDone += 1;
-        await zip.addBytes(entry.path, got.data, got.crc32 === undefined ? meta : { ...meta, crc32: got.crc32 });
+        await zip.addBytes(entry.path, got.data, got.release ? { ...meta, crc32: got.crc32, copy: true } : { ...meta, crc32: got.crc32 });
+        got.release?.();
         continue;
       }
       await addStreamed(entry, meta);
@@ -199,7 +200,15 @@ interface Prefetched {
   /** CRC-32 of `data`, computed by the worker that read it (the writer computes it otherwise). */
   crc32?: number;
   checked?: boolean;
+  /** Present when `data` lives in memory lent for reads: call once done with it, and not before. */
+  release?: () => void;
 }
+
+/**
+ * Memory lent to the lane for a batch's bytes comes in multiples of this size, so a buffer
+ * fits the next batches of similar files.
+ */
+const LEND_STEP = 1024 * 1024;
 
 /**
  * The writer takes one entry at a time; reading each small file only then makes the packer
@@ -234,20 +243,37 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
   let next = 0;
   let bytes = 0;
 
-  const readBatch = (batch: readonly ManifestEntry[]): Array<Promise<Prefetched>> => {
+  // Buffers back from the lane whose bytes the writer has copied: lent again to later
+  // batches, so reading ahead allocates a few buffers for the whole job, not one per file.
+  const spare: ArrayBuffer[] = [];
+  const lend = (size: number): ArrayBuffer => {
+    const fits = spare.findIndex((b) => b.byteLength >= size);
+    if (fits >= 0) return spare.splice(fits, 1)[0] as ArrayBuffer;
+    return new ArrayBuffer(Math.ceil(Math.max(size, 1) / LEND_STEP) * LEND_STEP);
+  };
+  const giveBack = (buffer: ArrayBuffer) => {
+    if (spare.length < maxInFlight) spare.push(buffer);
+  };
+
+  const readBatch = (batch: readonly ManifestEntry[], size: number): Array<Promise<Prefetched>> => {
     const signal = run.signal ? { signal: run.signal } : {};
     const viaAdapter = (e: ManifestEntry) => (readFile as NonNullable<typeof readFile>)(joinPath(run.source.path, e.path), { ...signal, sizeHint: e.size }).then((data) => ({ data }));
     if (!onLane) return batch.map(viaAdapter);
-    const answers = readOnLane(run, batch, stop);
+    const answers = readOnLane(run, batch, stop, lend(size));
+    // The lent buffer is free again once every file of the batch is released.
+    let unreleased = batch.length;
+    const release = () => {
+      if (--unreleased === 0) void answers.then(({ into }) => into && giveBack(into));
+    };
     return batch.map((e, i) =>
-      answers.then((all) => {
-        const got = all[i];
+      answers.then(({ files }) => {
+        const got = files[i];
         if (got === 'retry') {
           if (!readFile) throw new KetterError(ErrorCode.IO_ERROR, `read failed: ${run.source.portal.describe(joinPath(run.source.path, e.path))}`);
-          return viaAdapter(e); // a transient fault: once more through the adapter
+          return viaAdapter(e).then((own) => ({ ...own, release })); // a transient fault: once more through the adapter
         }
         if (got instanceof KetterError || got === undefined) throw got ?? new Error('local lane lost a file');
-        return { ...got, checked: true };
+        return { ...got, checked: true, release };
       }),
     );
   };
@@ -257,7 +283,7 @@ function smallFileReadAhead(run: JobRun, manifest: Manifest): { take(entry: Mani
       const batch = [...entries.select(batchAt(small, bounds, next))];
       const size = batch.reduce((n, e) => n + e.size, 0);
       if (inFlight.size > 0 && bytes + size > READ_AHEAD_BYTES) break;
-      const files = readBatch(batch);
+      const files = readBatch(batch, size);
       for (const file of files) file.catch(() => undefined); // reported when taken
       inFlight.set(next, { bytes: size, files });
       bytes += size;

@@ -190,15 +190,17 @@ export class ZipWriter {
    * Add a whole file already in memory: sizes and CRC go in the local header, no data
    * descriptor. `crc32` may be given when it was computed elsewhere (a worker thread);
    * otherwise it is computed here with `zlib.crc32`. Data of 64 KiB or more is handed to the
-   * sink as is, so it must not change until the sink is done with it.
+   * sink as is, so it must not change until the sink is done with it, unless `copy` is set:
+   * then the data is copied into the writer's output whatever its size, and the caller may
+   * reuse its memory as soon as the add resolves.
    */
-  async addBytes(name: string, data: Uint8Array, meta: ZipEntryMeta & { crc32?: number }): Promise<void> {
+  async addBytes(name: string, data: Uint8Array, meta: ZipEntryMeta & { crc32?: number; copy?: boolean }): Promise<void> {
     const encoded = encodeName(name, false);
     this.#enter();
     try {
       const crc = meta.crc32 ?? crc32(data);
       this.#writeEntry(encoded, typed(meta, S_IFREG), data.byteLength, crc >>> 0);
-      this.#writeData(data);
+      this.#writeData(data, meta.copy === true);
       if (this.#queue.length > 0) await this.#drain();
     } catch (error) {
       throw this.#fail(error);
@@ -434,11 +436,11 @@ export class ZipWriter {
     this.#entries += 1;
   }
 
-  /** Entry data: large pieces go to the sink as they are, small ones are gathered. */
-  #writeData(data: Uint8Array): void {
+  /** Entry data: large pieces go to the sink as they are (unless `copy`), small ones are gathered. */
+  #writeData(data: Uint8Array, copy = false): void {
     const n = data.byteLength;
     if (n === 0) return;
-    if (n >= PASS_THROUGH_BYTES) {
+    if (n >= PASS_THROUGH_BYTES && !copy) {
       this.#seal();
       this.#queue.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, n));
       this.#offset += n;
