@@ -11,6 +11,7 @@ import { chunkSizeFor } from '../engine/file-copy.js';
 import { HashedFiles } from '../engine/hashed-files.js';
 import type { JobRun } from '../engine/job-run.js';
 import { batchAt, batchBounds, canReadOnLane, laneBatchesInFlight, readOnLane } from '../engine/local-lane.js';
+import { ReadSlots } from './read-slots.js';
 import { ZipSizeMismatchError, ZipWriter } from './zip-writer.js';
 
 export interface PackedArchive {
@@ -55,11 +56,13 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const archiveHasher = await createHasher(algorithm);
   const output = writableSink(dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...signal }));
   run.tempPaths.push(archivePath);
+  const localSource = src.localPath?.bind(src);
+  const slots = localSource && hasLargeFile(manifest) ? new ReadSlots(READ_SLOTS, READ_SLOT_BYTES) : undefined;
   let archiveBytes = 0;
   const zip = new ZipWriter((chunk) => {
     archiveHasher.update(chunk);
     archiveBytes += chunk.byteLength;
-    return output.write(chunk);
+    return output.write(chunk, slots?.handedToSink(chunk));
   });
   // A write waiting for room must not outlive a cancellation, whatever the adapter does with the signal.
   const onAbort = () => output.destroy(cancelledError(run.signal));
@@ -68,10 +71,14 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   /** A larger file is streamed into the archive, opened only when the writer reaches it. */
   const addStreamed = async (entry: ManifestEntry, meta: { mtimeMs: number; mode: number }) => {
     const hasher = await createHasher(algorithm);
-    const input = src.openRead(joinPath(run.source.path, entry.path), { highWaterMark: chunkSizeFor(entry.size), ...signal });
+    const path = joinPath(run.source.path, entry.path);
+    const input: AsyncIterable<Uint8Array> & { destroy?: () => void } =
+      slots && localSource
+        ? readMapped(slots.read(localSource(path), run.signal), { portal: run.source.portal.name, path, operation: 'read' })
+        : src.openRead(path, { highWaterMark: chunkSizeFor(entry.size), ...signal });
     let size = 0;
     async function* hashed(): AsyncIterable<Uint8Array> {
-      for await (const chunk of input as AsyncIterable<Buffer>) {
+      for await (const chunk of input) {
         hasher.update(chunk);
         size += chunk.byteLength;
         run.emitter.progress.bytesDone += chunk.byteLength;
@@ -82,7 +89,7 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
     try {
       await zip.addStream(entry.path, hashed(), { ...meta, expectedSize: entry.size });
     } catch (error) {
-      input.destroy();
+      input.destroy?.();
       throw error instanceof ZipSizeMismatchError ? sourceChanged(run, entry) : error;
     }
     sourceHashes.set(entry.index, hasher.digest(), size);
@@ -148,16 +155,21 @@ function sourceChanged(run: JobRun, entry: ManifestEntry): KetterError {
  * failure, whenever it happens, is what the next write or the end throws. The listener is
  * there from the start: an unheard 'error' would crash the process.
  */
-function writableSink(out: Writable): { write(chunk: Buffer): void | Promise<void>; end(): Promise<void>; abort(error: unknown): Promise<void>; destroy(error: Error): void } {
+function writableSink(out: Writable): {
+  write(chunk: Buffer, written?: () => void): void | Promise<void>;
+  end(): Promise<void>;
+  abort(error: unknown): Promise<void>;
+  destroy(error: Error): void;
+} {
   let failure: Error | null = null;
   out.on('error', (error) => {
     failure ??= error;
   });
   const closedEarly = () => failure ?? new Error('the archive output closed before the archive was complete');
   return {
-    write(chunk) {
+    write(chunk, written) {
       if (failure || out.destroyed) throw closedEarly();
-      if (out.write(chunk)) return;
+      if (written ? out.write(chunk, () => written()) : out.write(chunk)) return;
       return new Promise<void>((resolve, reject) => {
         const settle = (error?: Error) => {
           out.off('drain', onDrain);
@@ -187,6 +199,25 @@ function writableSink(out: Writable): { write(chunk: Buffer): void | Promise<voi
       if (!out.destroyed) out.destroy(error);
     },
   };
+}
+
+/** Buffers larger local files are read through into the archive (see {@link ReadSlots}). */
+const READ_SLOTS = 4;
+const READ_SLOT_BYTES = 4 * 1024 * 1024;
+
+function hasLargeFile(manifest: Manifest): boolean {
+  const { entries } = manifest;
+  for (let i = 0; i < entries.length; i++) if (entries.kind(i) === 'file' && entries.size(i) > SMALL_FILE_BYTES) return true;
+  return false;
+}
+
+/** A local read's system errors as the adapter would report them: on the source file, by portal. */
+async function* readMapped(pieces: AsyncIterable<Buffer>, context: { portal: string; path: string; operation: 'read' }): AsyncGenerator<Buffer> {
+  try {
+    yield* pieces;
+  } catch (error) {
+    throw fromSystemError(error, context);
+  }
 }
 
 /** Small files read ahead of the archive writer through the adapter (bounded by count and bytes). */
