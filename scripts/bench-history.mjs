@@ -11,9 +11,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median, smallTree, timed } from './bench/common.mjs';
+import { median, smallTree, timed, scriptArgs } from './bench/common.mjs';
 
 const { values: args } = parseArgs({
+  args: scriptArgs(),
   options: {
     rounds: { type: 'string', default: '3' },
     histories: { type: 'string', default: '0,2000,20000' },

@@ -21,12 +21,13 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, write
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { bigFile, dropCaches, have, median, smallTree, timed as timedRun } from './bench/common.mjs';
+import { bigFile, dropCaches, have, median, smallTree, timed as timedRun, scriptArgs } from './bench/common.mjs';
 import { startSshd } from './bench/sshd.mjs';
 import { phaseBreakdown } from './bench/phases.mjs';
 import { spawnRelay } from './latency-relay.mjs';
 
 const { values: args } = parseArgs({
+  args: scriptArgs(),
   options: {
     rounds: { type: 'string', default: '3' },
     delays: { type: 'string', default: '0,2,10' },

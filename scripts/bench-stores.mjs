@@ -7,12 +7,14 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { scriptArgs } from './bench/common.mjs';
 import { FsAdapter } from '@ketter/adapter-fs';
 import { JsonlStore, Portal, transfer } from '@ketter/core';
 import { PostgresStore, migrate } from '@ketter/store-postgres';
 import pg from 'pg';
 
 const { values: args } = parseArgs({
+  args: scriptArgs(),
   options: {
     files: { type: 'string', default: '20000' },
     rounds: { type: 'string', default: '2' },

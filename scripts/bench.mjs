@@ -12,9 +12,10 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { bigFile, dropCaches, have, median, smallTree, timed as timedRun } from './bench/common.mjs';
+import { bigFile, dropCaches, have, median, smallTree, timed as timedRun, scriptArgs } from './bench/common.mjs';
 
 const { values: args } = parseArgs({
+  args: scriptArgs(),
   options: {
     rounds: { type: 'string', default: '3' },
     only: { type: 'string', default: 'big,small,medium,mix' },

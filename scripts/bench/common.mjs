@@ -69,3 +69,12 @@ export function timed(cmd, argv, { env = {}, rssFile, timeoutMs } = {}) {
   const rssKiB = Number(execFileSync('tail', ['-n1', rssFile], { encoding: 'utf8' }).trim());
   return { seconds, rssMiB: rssKiB / 1024, stdout: r.stdout };
 }
+
+/**
+ * The script's arguments. `pnpm bench -- --rounds 3` (as npm wants it) hands the script a
+ * leading `--`, which would end option parsing: it is dropped, so both spellings work.
+ */
+export function scriptArgs() {
+  const argv = process.argv.slice(2);
+  return argv[0] === '--' ? argv.slice(1) : argv;
+}
