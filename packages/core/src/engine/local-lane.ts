@@ -134,9 +134,14 @@ function post(message: object, workers = laneWorkerCount(), transfer: ArrayBuffe
 
 /** Run one batch on a worker. `stop` is a shared flag the worker checks before each file. */
 async function runBatch(tasks: readonly LaneTask[], stop: SharedArrayBuffer, workers?: number): Promise<LaneResult[]> {
-  const { results } = await post({ tasks, stop }, workers);
+  return (await runLending(tasks, stop, workers)).results;
+}
+
+/** {@link runBatch}, lending the worker `into` for a read batch's bytes; it comes back with the results. */
+async function runLending(tasks: readonly LaneTask[], stop: SharedArrayBuffer, workers?: number, into?: ArrayBuffer): Promise<{ results: LaneResult[]; into?: ArrayBuffer }> {
+  const { results, into: back } = await post({ tasks, stop, into }, workers, into ? [into] : []);
   if (results === undefined) throw new Error('local lane answered a batch without results');
-  return results;
+  return back ? { results, into: back } : { results };
 }
 
 /** Whether the pool has workers running (started by this job or another): work sent now starts at once. */
@@ -404,8 +409,7 @@ export async function readOnLane(
   into?: ArrayBuffer,
 ): Promise<{ files: Array<{ data: Uint8Array; hash: string; crc32: number } | KetterError | 'retry'>; into?: ArrayBuffer }> {
   const tasks = entries.map((entry) => readTaskFor(run, entry));
-  const reply = await post({ tasks, stop, into }, readWorkers(run), into ? [into] : []);
-  if (reply.results === undefined) throw new Error('local lane answered a batch without results');
+  const reply = await runLending(tasks, stop, readWorkers(run), into);
   const files = reply.results.map((result, i) => {
     const entry = entries[i] as ManifestEntry;
     if (!result.ok) return laneFailure(run, entry, tasks[i] as LaneTask, result, '');
