@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { FsAdapter } from '@ketter/adapter-fs';
 import { KetterError, Portal, transfer, type ListEntry, type ListOptions } from '@ketter/core';
+import { postWalk } from '../src/engine/local-lane.js';
 import { LocalWalkError, walkLocalFiles } from '../src/engine/local-tree.js';
 import { makeEnv, writeTree, type TestEnv } from './support/env.js';
 
@@ -169,8 +170,52 @@ describe('walkLocalFiles', () => {
         throw refused;
       }),
     ).rejects.toBe(refused);
-    // One throw per answer at most: the rest of an answer is dropped, no answer is asked for after it.
-    expect(seen).toBeGreaterThan(0);
-    expect(seen).toBeLessThan(40);
+    // The first throw ends it: nothing in flight or still to come reaches the visitor.
+    expect(seen).toBe(1);
+  });
+
+  test('a directory larger than a page is listed whole, each file once, in pages of the budget', async () => {
+    const root = join(env.root, 'wide');
+    const want = new Map<string, number>();
+    mkdirSync(join(root, 'Audio Files', 'nested'), { recursive: true });
+    for (let f = 0; f < 1300; f++) {
+      writeFileSync(join(root, 'Audio Files', `clip ${f}.wav`), Buffer.alloc(f % 17));
+      want.set(`Audio Files/clip ${f}.wav`, f % 17);
+    }
+    for (let f = 0; f < 300; f++) {
+      writeFileSync(join(root, 'Audio Files', 'nested', `n${f}.wav`), 'ab');
+      want.set(`Audio Files/nested/n${f}.wav`, 2);
+    }
+    const sizes = await localFileSizes(root, 'wide');
+    expect(new Map([...sizes].sort())).toEqual(new Map([...want].sort()));
+
+    // The protocol underneath: a worker never holds more than a page of a large directory.
+    const pages: { paths: string[]; pending: string[] }[] = [];
+    const last = (await postWalk({ root: join(root, 'Audio Files'), dirs: [''], budget: 500 }, (page) => pages.push(page as never))) as {
+      paths: string[];
+      pending: string[];
+    };
+    // 1,601 entries (1,300 files, the folder "nested" and its 300 files): the worker goes on
+    // into "nested" while its page has room, so a full page also falls inside that folder.
+    expect(pages.map((p) => p.paths.length)).toEqual([500, 500, 500]);
+    expect(pages.every((p) => p.pending.length === 0)).toBe(true);
+    expect(last.paths).toHaveLength(101);
+    expect(last.pending).toEqual([]);
+    expect(new Set([...pages.flatMap((p) => p.paths), ...last.paths]).size).toBe(1601);
+  });
+
+  test('a visitor that throws inside a large directory is handed nothing after its throw', async () => {
+    const root = join(env.root, 'one wide folder');
+    mkdirSync(root);
+    for (let f = 0; f < 2000; f++) writeFileSync(join(root, `f${f}.wav`), 'x');
+    let seen = 0;
+    const refused = new Error('refused by the visitor');
+    await expect(
+      walkLocalFiles(root, 'one wide folder', () => {
+        seen += 1;
+        if (seen === 300) throw refused;
+      }),
+    ).rejects.toBe(refused);
+    expect(seen).toBe(300);
   });
 });

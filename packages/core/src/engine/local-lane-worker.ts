@@ -41,9 +41,11 @@
  * A message `{ id, walk: { root, dirs, budget } }` lists part of a tree instead (see
  * `local-tree.ts`): each directory of `dirs` (relative to `root`) is read and every entry
  * lstat'ed — links are reported, never followed — descending into subdirectories until
- * about `budget` entries are seen. The reply `{ id, walk }` holds the entries as parallel
- * arrays (`paths`, `kinds`: 0 file, 1 directory, 2 anything else; `sizes`) and the
- * directories still to read (`pending`), or `error`.
+ * `budget` entries are seen. The reply `{ id, walk }` holds the entries as parallel arrays
+ * (`paths`, `kinds`: 0 file, 1 directory, 2 anything else; `sizes`) and the directories
+ * still to read (`pending`), or `error`. A directory with more entries than `budget` goes
+ * out in pages of `budget` entries as it is read, each `{ id, walk, more: true }` (with an
+ * empty `pending`), before that final reply.
  */
 export const LANE_WORKER_SOURCE = String.raw`
 'use strict';
@@ -272,24 +274,27 @@ function copyOne(t) {
   }
 }
 
-function walk(root, dirs, budget) {
+function walk(root, dirs, budget, sendPage) {
   const base = root.endsWith('/') ? root : root + '/';
-  const paths = [];
-  const kinds = [];
-  const sizes = [];
+  let paths = [];
+  let kinds = [];
+  let sizes = [];
   const pending = dirs.slice();
-  let seen = 0;
   let at = '';
+  let handle = null;
   try {
-    while (pending.length > 0 && seen < budget) {
+    // A request ends at the first directory boundary after a page is full; inside a large
+    // directory a full page goes out at once, with more to follow, so a 10,000-entry
+    // directory is never held (and promoted out of a small young generation) whole.
+    while (pending.length > 0 && paths.length < budget) {
       const dir = pending.pop();
       at = dir;
       // Like an adapter's listing, refuse a root that is not a directory (a link to one included).
       if (dir === '' && !fs.lstatSync(root).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR', syscall: 'lstat' });
-      const names = fs.readdirSync(dir === '' ? root : base + dir);
+      handle = fs.opendirSync(dir === '' ? root : base + dir);
       const prefix = dir === '' ? '' : dir + '/';
-      for (const name of names) {
-        const path = prefix + name;
+      for (let entry = handle.readSync(); entry !== null; entry = handle.readSync()) {
+        const path = prefix + entry.name;
         at = path;
         const st = fs.lstatSync(base + path);
         const kind = st.isFile() ? 0 : st.isDirectory() ? 1 : 2;
@@ -297,10 +302,18 @@ function walk(root, dirs, budget) {
         kinds.push(kind);
         sizes.push(kind === 0 ? st.size : 0);
         if (kind === 1) pending.push(path);
+        if (paths.length >= budget) {
+          sendPage({ paths, kinds, sizes, pending: [] });
+          paths = [];
+          kinds = [];
+          sizes = [];
+        }
       }
-      seen += names.length + 1;
+      handle.closeSync();
+      handle = null;
     }
   } catch (error) {
+    if (handle !== null) handle.closeSync();
     const e = error || {};
     return { error: { path: at, errno: typeof e.code === 'string' ? e.code : undefined, syscall: e.syscall, message: String(e.message || e) } };
   }
@@ -309,7 +322,8 @@ function walk(root, dirs, budget) {
 
 parentPort.on('message', (batch) => {
   if (batch.walk) {
-    parentPort.postMessage({ id: batch.id, walk: walk(batch.walk.root, batch.walk.dirs, batch.walk.budget) });
+    const page = (walk) => parentPort.postMessage({ id: batch.id, walk, more: true });
+    parentPort.postMessage({ id: batch.id, walk: walk(batch.walk.root, batch.walk.dirs, batch.walk.budget, page) });
     return;
   }
   const stop = batch.stop ? new Int32Array(batch.stop) : null;

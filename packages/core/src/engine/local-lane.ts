@@ -68,11 +68,20 @@ interface LaneReply {
   walk?: unknown;
   /** The buffer a read batch was lent, moved back. */
   into?: ArrayBuffer;
+  /** A page of a walk's answer: the final reply is still to come. */
+  more?: true;
+}
+
+interface Waiter {
+  resolve: (reply: LaneReply) => void;
+  reject: (error: Error) => void;
+  /** Takes the pages that come before the final reply. */
+  page?: (reply: LaneReply) => void;
 }
 
 interface LaneWorker {
   worker: Worker;
-  pending: Map<number, { resolve: (reply: LaneReply) => void; reject: (error: Error) => void }>;
+  pending: Map<number, Waiter>;
 }
 
 const pool: LaneWorker[] = [];
@@ -97,6 +106,10 @@ function spawn(): LaneWorker {
   lw.worker.unref();
   lw.worker.on('message', (m: LaneReply) => {
     const waiter = lw.pending.get(m.id);
+    if (m.more) {
+      waiter?.page?.(m);
+      return;
+    }
     lw.pending.delete(m.id);
     if (lw.pending.size === 0) lw.worker.unref();
     waiter?.resolve(m);
@@ -121,12 +134,15 @@ function pickWorker(workers: number): LaneWorker {
   return best;
 }
 
-/** Send one message to the least busy worker (moving `transfer` to it); resolves with its reply. */
-function post(message: object, workers = laneWorkerCount(), transfer: ArrayBuffer[] = []): Promise<LaneReply> {
+/**
+ * Send one message to the least busy worker (moving `transfer` to it); resolves with its
+ * final reply, after handing any pages before it to `page`.
+ */
+function post(message: object, workers = laneWorkerCount(), transfer: ArrayBuffer[] = [], page?: (reply: LaneReply) => void): Promise<LaneReply> {
   const lw = pickWorker(workers);
   const id = nextBatchId++;
   return new Promise((resolve, reject) => {
-    lw.pending.set(id, { resolve, reject });
+    lw.pending.set(id, page ? { resolve, reject, page } : { resolve, reject });
     lw.worker.ref();
     lw.worker.postMessage({ ...message, id }, transfer);
   });
@@ -149,9 +165,12 @@ export function laneIsWarm(): boolean {
   return pool.length > 0;
 }
 
-/** @internal Send a walk request to a worker (see `local-tree.ts`); resolves with the worker's `walk` answer. */
-export async function postWalk(walk: { root: string; dirs: string[]; budget: number }): Promise<unknown> {
-  return (await post({ walk })).walk;
+/**
+ * @internal Send a walk request to a worker (see `local-tree.ts`); resolves with the worker's
+ * final `walk` answer, after handing each page of a large directory to `page` as it comes.
+ */
+export async function postWalk(walk: { root: string; dirs: string[]; budget: number }, page: (walk: unknown) => void): Promise<unknown> {
+  return (await post({ walk }, undefined, [], (reply) => page(reply.walk))).walk;
 }
 
 /**

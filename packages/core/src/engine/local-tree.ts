@@ -1,10 +1,11 @@
 import { laneWorkerCount, postWalk } from './local-lane.js';
 
 /**
- * Entries a worker lists per request: enough to make a message cheap per entry, few enough
- * for the workers to share a tree — and for what a worker holds until it answers (paths,
- * and the lstat results of a small young generation, promoted while held): re-checking
- * 200,000 files peaked ~30 MiB higher with 2,048 than with 256.
+ * Entries a worker lists per answer: enough to make a message cheap per entry, few enough
+ * for the workers to share a tree — and for what a worker holds until it answers (paths
+ * promoted out of a small young generation while held): re-checking 200,000 files peaked
+ * ~30 MiB higher with 2,048 than with 256. A larger directory is answered in pages of this
+ * size: held whole, 20 directories of 10,000 files peaked ~25 MiB higher.
  */
 const WALK_BUDGET = 256;
 
@@ -40,7 +41,8 @@ export class LocalWalkError extends Error {
  * synchronous calls (a few µs each, against several times that in main-thread work per
  * asynchronous call), shared between the workers a directory frontier at a time. Worth it
  * where the workers are already running; it spawns them otherwise. Nothing is collected:
- * the walk holds one answer of each worker at a time, however large the tree.
+ * the walk holds about one page (`WALK_BUDGET` entries) of each worker at a time, however
+ * large the tree or a directory in it.
  *
  * Throws a {@link LocalWalkError} when `absDir` is not a directory, a directory cannot be
  * read or an entry vanishes.
@@ -52,6 +54,9 @@ export async function walkLocalFiles(absDir: string, relDir: string, onFile: (pa
   let failure: { error: unknown } | null = null;
   await new Promise<void>((resolve) => {
     const take = (answer: WalkAnswer): void => {
+      // After a failure the visitor is handed nothing more: pages of a directory still
+      // being read, and answers to requests in flight, are dropped.
+      if (failure !== null) return;
       if ('error' in answer) {
         const { path, errno, syscall, message } = answer.error;
         // The worker names absolute paths; errors name root-relative ones only.
@@ -73,7 +78,7 @@ export async function walkLocalFiles(absDir: string, relDir: string, onFile: (pa
       while (failure === null && frontier.length > 0 && inFlight < slots) {
         const dirs = frontier.splice(0, Math.ceil(frontier.length / (slots - inFlight)));
         inFlight++;
-        postWalk({ root: absDir, dirs, budget: WALK_BUDGET })
+        postWalk({ root: absDir, dirs, budget: WALK_BUDGET }, (page) => take(page as WalkAnswer))
           .then(
             (answer) => take(answer as WalkAnswer),
             (error: unknown) => {
