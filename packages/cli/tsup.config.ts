@@ -15,7 +15,7 @@ export default defineConfig([
   // one file costs a third of that. The optional SFTP and PostgreSQL packages stay outside,
   // loaded only by the commands that need them.
   {
-    entry: { bin: 'src/bin.ts' },
+    entry: { bin: 'src/bin.ts', 'command-thread': 'src/command-thread.ts' },
     format: ['esm'],
     target: 'node20',
     sourcemap: true,

@@ -42,8 +42,8 @@ describe('interrupting ketter transfer mid-copy', () => {
     expect(await sha256File(join(dest, 'master reel.mov'))).toBe(sourceHash);
   }, 120_000);
 
-  it('SIGINT cancels: exit 130, staging rolled back, job.cancelled recorded', async () => {
-    const dest = join(root, 'out-int');
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s cancels: exit 130, staging rolled back, job.cancelled recorded', async (signal) => {
+    const dest = join(root, `out-${signal}`);
     const child = spawnCli(['transfer', '--from', source, '--to', dest, '--json'], { env });
     try {
       await waitForGrowingStaging(dest);
@@ -51,7 +51,7 @@ describe('interrupting ketter transfer mid-copy', () => {
       child.kill('SIGKILL');
       throw error;
     }
-    child.kill('SIGINT');
+    child.kill(signal);
     const run = await child.result;
     expect(run.code).toBe(130);
     expect(run.stderr).toMatch(/\[CANCELLED\]/);
