@@ -21,7 +21,8 @@ export function formatDuration(ms: number): string {
 }
 
 export function formatRate(bytes: number, ms: number): string {
-  return ms <= 0 ? '-' : `${formatBytes((bytes * 1000) / ms)}/s`;
+  // Whole bytes below 1 KiB/s: a tiny job's rate is a fraction, and `formatBytes` prints bytes as given.
+  return ms <= 0 ? '-' : `${formatBytes(Math.round((bytes * 1000) / ms))}/s`;
 }
 
 /** Fixed-width text table: two spaces between columns, no borders. */
