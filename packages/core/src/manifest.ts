@@ -125,6 +125,12 @@ export class ManifestEntries implements Iterable<ManifestEntry> {
     return out;
   }
 
+  /** Whether some file's size passes `test` (read from the columns: no entry is built). */
+  someFileSized(test: (size: number) => boolean): boolean {
+    for (let i = 0; i < this.length; i++) if (this.#kinds[i] === FILE && test(this.#sizes[i] as number)) return true;
+    return false;
+  }
+
   /** Index of the entry at `path`, or -1. The first call builds a hash index (4–8 bytes per entry). */
   indexOf(path: string): number {
     const table = (this.#lookup ??= this.#buildLookup());

@@ -21,6 +21,11 @@ describe('ManifestEntries', () => {
     expect(Array.from(entries.indexesOf('file'))).toEqual([0, 3, 4]);
     expect(Array.from(entries.indexesOf('directory'))).toEqual([1, 2]);
     expect(Array.from(entries.select([4, 0]), (e) => e.path)).toEqual(['b/z.wav', 'a.wav']);
+    // Files only: a directory's size never answers.
+    expect(entries.someFileSized((size) => size > 4_000_000_000)).toBe(true);
+    expect(entries.someFileSized((size) => size === 7)).toBe(true);
+    expect(entries.someFileSized((size) => size > 0 && size < 7)).toBe(false);
+    expect(ManifestEntries.from([dir('x')]).someFileSized(() => true)).toBe(false);
   });
 
   test('paths outside ASCII keep their characters, their order and their lookups', () => {

@@ -187,8 +187,7 @@ export function warmLocalLane(run: JobRun, entries: ManifestEntries): void {
 // One job's use of the lane.
 
 function hasSmallFile(entries: ManifestEntries): boolean {
-  for (let i = 0; i < entries.length; i++) if (entries.kind(i) === 'file' && entries.size(i) <= SMALL_FILE_BYTES) return true;
-  return false;
+  return entries.someFileSized((size) => size <= SMALL_FILE_BYTES);
 }
 
 /** The files of a job split between the lane and the adapter path, by manifest index. */

@@ -57,7 +57,7 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const output = writableSink(dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...signal }));
   run.tempPaths.push(archivePath);
   const localSource = src.localPath?.bind(src);
-  const slots = localSource && hasLargeFile(manifest) ? new ReadSlots(READ_SLOTS, READ_SLOT_BYTES) : undefined;
+  const slots = localSource && manifest.entries.someFileSized((size) => size > SMALL_FILE_BYTES) ? new ReadSlots(READ_SLOTS, READ_SLOT_BYTES) : undefined;
   let archiveBytes = 0;
   const zip = new ZipWriter((chunk) => {
     archiveHasher.update(chunk);
@@ -205,11 +205,6 @@ function writableSink(out: Writable): {
 const READ_SLOTS = 4;
 const READ_SLOT_BYTES = 4 * 1024 * 1024;
 
-function hasLargeFile(manifest: Manifest): boolean {
-  const { entries } = manifest;
-  for (let i = 0; i < entries.length; i++) if (entries.kind(i) === 'file' && entries.size(i) > SMALL_FILE_BYTES) return true;
-  return false;
-}
 
 /** A local read's system errors as the adapter would report them: on the source file, by portal. */
 async function* readMapped(pieces: AsyncIterable<Buffer>, context: { portal: string; path: string; operation: 'read' }): AsyncGenerator<Buffer> {
