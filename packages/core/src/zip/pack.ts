@@ -39,8 +39,9 @@ export function archiveNameFor(run: JobRun): string {
  * takes Zip64 form by itself past 4 GiB or 65,535 entries.
  *
  * Memory stays bounded: each entry is awaited until the destination stream has room for
- * it, so what is held is the small files read ahead, the writer's 1 MiB output block, the
- * destination stream's buffer (8 MiB) and the central directory (~100 bytes per entry).
+ * it, so what is held is the small files read ahead, the writer's 1 MiB output blocks
+ * (reused once the stream has written them), the destination stream's buffer and the
+ * central directory (~100 bytes per entry).
  */
 export async function packToDestination(run: JobRun, manifest: Manifest): Promise<PackedArchive> {
   const archivePath = archiveNameFor(run);
@@ -54,15 +55,16 @@ export async function packToDestination(run: JobRun, manifest: Manifest): Promis
   const signal = run.signal ? { signal: run.signal } : {};
 
   const archiveHasher = await createHasher(algorithm);
-  const output = writableSink(dest.openWrite(archivePath, { highWaterMark: 8 * 1024 * 1024, ...signal }));
+  const output = writableSink(dest.openWrite(archivePath, { highWaterMark: dest.localPath ? LOCAL_OUTPUT_BUFFER : REMOTE_OUTPUT_BUFFER, ...signal }));
   run.tempPaths.push(archivePath);
   const localSource = src.localPath?.bind(src);
   const slots = localSource && manifest.entries.someFileSized((size) => size > SMALL_FILE_BYTES) ? new ReadSlots(READ_SLOTS, READ_SLOT_BYTES) : undefined;
   let archiveBytes = 0;
-  const zip = new ZipWriter((chunk) => {
+  const zip = new ZipWriter((chunk, release) => {
     archiveHasher.update(chunk);
     archiveBytes += chunk.byteLength;
-    return output.write(chunk, slots?.handedToSink(chunk));
+    // Either a view of a read slot (a larger file's bytes) or the writer's own block.
+    return output.write(chunk, slots?.handedToSink(chunk) ?? release);
   });
   // A write waiting for room must not outlive a cancellation, whatever the adapter does with the signal.
   const onAbort = () => output.destroy(cancelledError(run.signal));
@@ -200,6 +202,14 @@ function writableSink(out: Writable): {
     },
   };
 }
+
+/**
+ * The destination stream's buffer. A local disk takes each block as it comes: more queued
+ * bought nothing, and a 20,000-file archive peaked ~10 MiB higher with 8 MiB queued. A remote host
+ * keeps several writes in flight: its stream gets room for them.
+ */
+const LOCAL_OUTPUT_BUFFER = 2 * 1024 * 1024;
+const REMOTE_OUTPUT_BUFFER = 8 * 1024 * 1024;
 
 /** Buffers larger local files are read through into the archive (see {@link ReadSlots}). */
 const READ_SLOTS = 4;

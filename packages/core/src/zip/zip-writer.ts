@@ -51,8 +51,16 @@ const PASS_THROUGH_BYTES = 64 * 1024;
 /** The central directory accumulates in blocks of this size: compact, whatever the entry count. */
 const CENTRAL_BLOCK_BYTES = 64 * 1024;
 
-/** Receives the archive's bytes in order. A returned promise holds the writer until it settles. */
-export type ZipSink = (chunk: Buffer) => void | Promise<void>;
+/** Output blocks kept for reuse once the sink is done with them. */
+const SPARE_BLOCKS = 4;
+
+/**
+ * Receives the archive's bytes in order. A returned promise holds the writer until it
+ * settles. `release` may be called once the sink no longer reads `chunk` (a stream's write
+ * callback): the writer then fills that memory again instead of allocating more. A sink
+ * that keeps chunks, or never calls it, only costs a fresh 1 MiB block per MiB of output.
+ */
+export type ZipSink = (chunk: Buffer, release: () => void) => void | Promise<void>;
 
 /** What every entry records besides its name. */
 export interface ZipEntryMeta {
@@ -133,6 +141,14 @@ export class ZipWriter {
   #used = 0;
   /** Slices waiting to be handed to the sink, in order. */
   readonly #queue: Buffer[] = [];
+  /**
+   * Per output block (by its memory): slices queued or handed to the sink and not yet
+   * released. A block the writer has moved on from is reused once none is left. Without
+   * reuse, a job's archive meant one allocation per MiB, freed only when the collector got
+   * round to it: tens of MiB of dead blocks at once while packing a large tree.
+   */
+  readonly #held = new Map<ArrayBufferLike, number>();
+  readonly #spare: Buffer[] = [];
   /** Bytes of archive produced so far (queued, handed over, or still in the block). */
   #offset = 0;
 
@@ -454,7 +470,9 @@ export class ZipWriter {
   #reserve(n: number): number {
     if (this.#used + n > this.#block.byteLength) {
       this.#seal();
-      this.#block = Buffer.allocUnsafe(Math.max(OUTPUT_BLOCK_BYTES, n));
+      const retired = this.#block;
+      this.#block = n <= OUTPUT_BLOCK_BYTES ? (this.#spare.pop() ?? Buffer.allocUnsafe(OUTPUT_BLOCK_BYTES)) : Buffer.allocUnsafe(n);
+      if (!this.#held.has(retired.buffer)) this.#keep(retired);
       this.#start = 0;
       this.#used = 0;
     }
@@ -471,15 +489,38 @@ export class ZipWriter {
   #seal(): void {
     if (this.#used > this.#start) {
       this.#queue.push(this.#block.subarray(this.#start, this.#used));
+      this.#held.set(this.#block.buffer, (this.#held.get(this.#block.buffer) ?? 0) + 1);
       this.#start = this.#used;
     }
   }
 
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
-      const pending = this.#sink(this.#queue.shift() as Buffer);
+      const chunk = this.#queue.shift() as Buffer;
+      const pending = this.#sink(chunk, this.#held.has(chunk.buffer) ? this.#releaser(chunk.buffer) : noop);
       if (pending !== undefined) await pending;
     }
+  }
+
+  /** Called by the sink once for a slice of an output block: the block is reusable when none is left. */
+  #releaser(memory: ArrayBufferLike): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#held.get(memory) ?? 1) - 1;
+      if (left > 0) {
+        this.#held.set(memory, left);
+        return;
+      }
+      this.#held.delete(memory);
+      // The block still being filled is not spare: it is kept when the writer moves on.
+      if (memory !== this.#block.buffer) this.#keep(Buffer.from(memory));
+    };
+  }
+
+  #keep(block: Buffer): void {
+    if (block.byteLength === OUTPUT_BLOCK_BYTES && this.#spare.length < SPARE_BLOCKS) this.#spare.push(block);
   }
 
   #dos(mtimeMs: number): void {
@@ -489,6 +530,8 @@ export class ZipWriter {
     [this.#dosTime, this.#dosDate] = dosDateTime(mtimeMs);
   }
 }
+
+const noop = (): void => undefined;
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
